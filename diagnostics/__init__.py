@@ -1,0 +1,61 @@
+"""infoscope diagnostics: estimators, collapse detectors, the run log, figures, CLI.
+
+Public names are imported lazily so that ``import diagnostics`` stays cheap and does
+not import torch: the dashboard reads run logs through this package without ever
+loading PyTorch. Accessing an estimator imports its module (and torch) on first use.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+
+from diagnostics._version import __version__
+
+# public name -> module that defines it (one group per module; keep groups apart)
+_EXPORTS: dict[str, str] = {
+    # run log
+    "RunWriter": "diagnostics.runlog",
+    "RunReader": "diagnostics.runlog",
+    "RunLogError": "diagnostics.runlog",
+    "open_run": "diagnostics.runlog",
+    "list_runs": "diagnostics.runlog",
+    "summarize_runs": "diagnostics.runlog",
+    "SCHEMA_VERSION": "diagnostics.schema",
+    #
+    # mutual information and entropy
+    "mutual_information": "diagnostics.mi",
+    "entropy": "diagnostics.mi",
+    #
+    # spectral diagnostics
+    "diffusion_spectral_entropy": "diagnostics.spectral",
+    "diffusion_spectral_mutual_information": "diagnostics.spectral",
+    "cluster_reference": "diagnostics.spectral",
+    "median_sigma": "diagnostics.spectral",
+    "effective_rank": "diagnostics.spectral",
+    "von_neumann_entropy": "diagnostics.spectral",
+    "alpha_req": "diagnostics.spectral",
+    #
+    # information plane
+    "information_plane": "diagnostics.infoplane",
+    "tishby_dataset": "diagnostics.datasets",
+    #
+    # language models
+    "token_entropy": "diagnostics.lm",
+    "attention_entropy": "diagnostics.lm",
+    #
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'diagnostics' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

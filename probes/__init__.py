@@ -1,0 +1,1 @@
+"""infoscope probes: attach to a live torch model and record what its layers know."""
