@@ -34,11 +34,11 @@ def as_tensor(x: ArrayLike, *, name: str, device: torch.device | str | None = No
         try:
             t = torch.as_tensor(np.asarray(x))
         except (TypeError, ValueError) as exc:
-            raise TypeError(f"{name}: expected a numeric array, got a {type(x).__name__} ({exc})") from None
+            raise TypeError(
+                f"{name}: expected a numeric array, got a {type(x).__name__} ({exc})"
+            ) from None
     else:
-        raise TypeError(
-            f"{name}: expected a torch.Tensor or numpy.ndarray, got {type(x).__name__}"
-        )
+        raise TypeError(f"{name}: expected a torch.Tensor or numpy.ndarray, got {type(x).__name__}")
     if device is not None:
         t = t.to(device)
     return t
@@ -129,7 +129,9 @@ def check_same_n(**arrays: torch.Tensor) -> int:
     return next(iter(sizes.values()))
 
 
-def check_int(value: Any, *, name: str, minimum: int | None = None, maximum: int | None = None) -> int:
+def check_int(
+    value: Any, *, name: str, minimum: int | None = None, maximum: int | None = None
+) -> int:
     """Validate an integer option (bools are refused)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name}: expected an integer, got {type(value).__name__} {value!r}")

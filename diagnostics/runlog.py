@@ -1,0 +1,886 @@
+"""The run log: a directory with ``run.sqlite`` (see :mod:`diagnostics.schema`).
+
+``RunWriter`` appends rows in batched transactions (SQLite in WAL mode, so readers in
+other processes see consistent snapshots while it writes); ``open_run`` returns a
+``RunReader`` that loads tables into pandas DataFrames and tails new rows by id;
+``list_runs`` finds runs below a folder and ``summarize_runs`` tabulates them.
+
+Guarantees:
+
+- A writer killed at any point (even SIGKILL) leaves a readable run that lost at most
+  the rows logged since its last commit (one batch, or ``flush_seconds`` of rows).
+- NaN is stored as SQL NULL (SQLite has no NaN) and read back as NaN; +/-inf round-trip.
+- A run written by a newer schema version, a corrupt file, or a SQLite file that is not a
+  run raise :class:`RunLogError` with a message that says which and what to do.
+- A read-only folder or a full disk raise :class:`RunLogError` from the writer.
+
+This module imports no torch: the dashboard reads runs through it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import itertools
+import json
+import math
+import os
+import socket
+import sqlite3
+import subprocess
+import threading
+import time
+import weakref
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from diagnostics import schema
+from diagnostics._version import __version__
+
+__all__ = [
+    "RunLogError",
+    "RunWriter",
+    "RunReader",
+    "open_run",
+    "list_runs",
+    "summarize_runs",
+]
+
+#: A run whose status is ``running`` but whose last commit is older than this many
+#: seconds is reported as ``stale`` (its writer probably died).
+STALE_AFTER_SECONDS = 120.0
+
+
+class RunLogError(RuntimeError):
+    """A run could not be written or read; the message says why and what to do."""
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, default=_json_default, allow_nan=True)
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "tolist"):  # torch tensors, without importing torch
+        return obj.tolist()
+    return repr(obj)
+
+
+def _git_commit(cwd: Path) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=2,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = out.stdout.strip()
+    return commit if out.returncode == 0 and commit else None
+
+
+def _write_error(path: Path, exc: BaseException) -> RunLogError:
+    text = str(exc).lower()
+    if "full" in text or getattr(exc, "errno", None) == 28:
+        why = "the disk is full"
+    elif "readonly" in text or "read-only" in text or isinstance(exc, PermissionError):
+        why = "the location is read-only"
+    else:
+        why = str(exc)
+    return RunLogError(f"cannot write run log {path}: {why} ({type(exc).__name__}: {exc})")
+
+
+_LIVE_WRITERS: weakref.WeakSet[RunWriter] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_live_writers() -> None:
+    for writer in list(_LIVE_WRITERS):
+        with contextlib.suppress(Exception):
+            writer.close()
+
+
+class RunWriter:
+    """Append metrics to a run directory.
+
+    Parameters
+    ----------
+    run_dir:
+        The run's folder; created if missing. An existing run is appended to.
+    meta:
+        Run metadata stored as JSON: known keys are ``name``, ``config`` (a dict),
+        ``model_summary`` (a string); any other key is kept too.
+    batch_rows:
+        Rows buffered before a commit.
+    flush_seconds:
+        A pending batch older than this is committed at the next ``log`` call.
+
+    Rows are committed in transactions of up to ``batch_rows`` rows; ``flush()``,
+    ``close()`` and interpreter exit commit what is pending. Usable as a context manager.
+
+    >>> import tempfile
+    >>> with RunWriter(tempfile.mkdtemp(), meta={"name": "demo"}) as w:
+    ...     w.log(0, {"train/loss": 2.3})
+    """
+
+    def __init__(
+        self,
+        run_dir: str | os.PathLike,
+        *,
+        meta: Mapping[str, Any] | None = None,
+        batch_rows: int = 5000,
+        flush_seconds: float = 2.0,
+    ) -> None:
+        if batch_rows < 1:
+            raise ValueError(f"batch_rows: expected an integer >= 1, got {batch_rows}")
+        if not flush_seconds >= 0:
+            raise ValueError(f"flush_seconds: expected a number >= 0, got {flush_seconds}")
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / schema.DB_FILENAME
+        self.batch_rows = int(batch_rows)
+        self.flush_seconds = float(flush_seconds)
+        self._lock = threading.RLock()
+        self._closed = False
+        self._names: dict[str, int] = {}
+        self._scalars: list[tuple] = []
+        self._dists: list[tuple] = []
+        self._alerts: list[tuple] = []
+        self._events: list[tuple] = []
+        self._pending_since: float | None = None
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            existed = self.path.exists()
+            if existed:
+                _check_is_run(self.path)
+            self._conn = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            with self._conn:
+                for ddl in schema.DDL:
+                    self._conn.execute(ddl)
+            self._names = dict(self._conn.execute("SELECT name, id FROM names").fetchall())
+            self._init_meta(dict(meta or {}), existed)
+        except RunLogError:
+            raise
+        except (sqlite3.Error, OSError) as exc:
+            raise _write_error(self.path, exc) from exc
+        _LIVE_WRITERS.add(self)
+
+    # ------------------------------------------------------------------ metadata
+    def _init_meta(self, meta: dict[str, Any], existed: bool) -> None:
+        now = time.time()
+        if existed:
+            version = self._read_meta_key("schema_version")
+            if version is not None and int(version) > schema.SCHEMA_VERSION:
+                raise RunLogError(
+                    f"{self.path} was written by run-log schema version {version}; this "
+                    f"infoscope ({__version__}) writes version {schema.SCHEMA_VERSION}. "
+                    "Upgrade infoscope or write to a new run directory."
+                )
+        base: dict[str, Any] = {}
+        if not existed:
+            base = {
+                "schema_version": schema.SCHEMA_VERSION,
+                "name": self.run_dir.resolve().name,
+                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "config": {},
+                "model_summary": None,
+                "git_commit": _git_commit(Path.cwd()),
+                "infoscope_version": __version__,
+            }
+        base.update(meta)
+        base.update({"status": "running", "updated": now, "pid": os.getpid()})
+        base.setdefault("host", socket.gethostname())
+        with self._conn:
+            self._conn.executemany(
+                "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
+                [(k, _json(v)) for k, v in base.items()],
+            )
+
+    def _read_meta_key(self, key: str) -> Any:
+        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def set_meta(self, **values: Any) -> None:
+        """Set or replace metadata keys (committed immediately)."""
+        self._check_open()
+        try:
+            with self._lock, self._conn:
+                self._conn.executemany(
+                    "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
+                    [(k, _json(v)) for k, v in values.items()],
+                )
+        except sqlite3.Error as exc:
+            raise _write_error(self.path, exc) from exc
+
+    # ------------------------------------------------------------------ logging
+    def _name_id(self, name: str) -> int:
+        nid = self._names.get(name)
+        if nid is None:
+            cur = self._conn.execute("INSERT OR IGNORE INTO names(name) VALUES (?)", (name,))
+            if cur.lastrowid and cur.rowcount:
+                nid = cur.lastrowid
+            else:
+                nid = self._conn.execute("SELECT id FROM names WHERE name = ?", (name,)).fetchone()[
+                    0
+                ]
+            self._names[name] = nid
+        return nid
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RunLogError(f"the writer for {self.path} is closed")
+
+    def log(
+        self,
+        step: int,
+        values: Mapping[str, float],
+        *,
+        layer: str | None = None,
+        wall_time: float | None = None,
+    ) -> None:
+        """Record scalar ``values`` (metric name -> number) at ``step`` for ``layer``.
+
+        NaN and +/-inf are recorded as such. Values may be Python numbers, numpy scalars
+        or 0-d tensors (converted with ``float``, which syncs a GPU tensor).
+        """
+        self._check_open()
+        step = _as_step(step)
+        t = time.time() if wall_time is None else float(wall_time)
+        if not isinstance(values, Mapping):
+            raise TypeError(
+                f"values: expected a dict of metric name -> number, got {type(values).__name__}"
+            )
+        with self._lock:
+            lid = None if layer is None else self._name_id(str(layer))
+            rows = self._scalars
+            for metric, value in values.items():
+                try:
+                    v = float(value)
+                except (TypeError, ValueError):
+                    raise TypeError(
+                        f"values[{metric!r}]: expected a number, got {type(value).__name__} {value!r}"
+                    ) from None
+                rows.append(
+                    (step, t, self._name_id(str(metric)), lid, None if math.isnan(v) else v)
+                )
+            self._after_append()
+
+    def log_many(
+        self, rows: Iterable[tuple[int, str, str | None, float]], *, wall_time: float | None = None
+    ) -> None:
+        """Record many ``(step, metric, layer, value)`` rows at once."""
+        self._check_open()
+        t = time.time() if wall_time is None else float(wall_time)
+        with self._lock:
+            for step, metric, layer, value in rows:
+                v = float(value)
+                lid = None if layer is None else self._name_id(str(layer))
+                self._scalars.append(
+                    (
+                        _as_step(step),
+                        t,
+                        self._name_id(str(metric)),
+                        lid,
+                        None if math.isnan(v) else v,
+                    )
+                )
+            self._after_append()
+
+    def log_distribution(
+        self,
+        step: int,
+        metric: str,
+        *,
+        layer: str | None = None,
+        edges: Iterable[float] | None = None,
+        counts: Iterable[float] | None = None,
+        quantiles: Iterable[float] | None = None,
+        values: Iterable[float] | None = None,
+    ) -> None:
+        """Record a histogram (``edges`` with ``len(counts) + 1`` entries, ``counts``) or
+        quantiles (``quantiles`` in [0, 1] and their ``values``) of ``metric`` at ``step``."""
+        self._check_open()
+        step = _as_step(step)
+        if edges is not None or counts is not None:
+            if edges is None or counts is None or quantiles is not None:
+                raise ValueError(
+                    "log_distribution: pass either edges and counts, or quantiles and values"
+                )
+            e = [float(v) for v in edges]
+            c = [float(v) for v in counts]
+            if len(e) != len(c) + 1:
+                raise ValueError(
+                    f"edges: expected len(counts) + 1 = {len(c) + 1} entries, got {len(e)}"
+                )
+            kind, data = "histogram", {"edges": e, "counts": c}
+        elif quantiles is not None and values is not None:
+            q = [float(v) for v in quantiles]
+            vals = [float(v) for v in values]
+            if len(q) != len(vals):
+                raise ValueError(
+                    f"values: expected {len(q)} entries (one per quantile), got {len(vals)}"
+                )
+            kind, data = "quantiles", {"q": q, "values": vals}
+        else:
+            raise ValueError(
+                "log_distribution: pass either edges and counts, or quantiles and values"
+            )
+        with self._lock:
+            lid = None if layer is None else self._name_id(str(layer))
+            self._dists.append((step, time.time(), self._name_id(metric), lid, kind, _json(data)))
+            self._after_append()
+
+    def alert(
+        self,
+        step: int,
+        indicator: str,
+        *,
+        severity: str,
+        message: str,
+        layer: str | None = None,
+        evidence: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Record an alert from a collapse indicator, with its evidence (JSON)."""
+        self._check_open()
+        if severity not in schema.SEVERITIES:
+            raise ValueError(f"severity: expected one of {schema.SEVERITIES}, got {severity!r}")
+        with self._lock:
+            self._alerts.append(
+                (
+                    _as_step(step),
+                    time.time(),
+                    str(indicator),
+                    severity,
+                    layer,
+                    str(message),
+                    _json(dict(evidence or {})),
+                )
+            )
+            self._after_append()
+
+    def event(
+        self,
+        step: int | None,
+        kind: str,
+        message: str,
+        *,
+        source: str | None = None,
+        detail: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Record something that happened to the run (e.g. a probe failure)."""
+        self._check_open()
+        with self._lock:
+            self._events.append(
+                (
+                    None if step is None else _as_step(step),
+                    time.time(),
+                    str(kind),
+                    source,
+                    str(message),
+                    _json(dict(detail or {})),
+                )
+            )
+            self._after_append()
+
+    def _after_append(self) -> None:
+        now = time.monotonic()
+        if self._pending_since is None:
+            self._pending_since = now
+        pending = len(self._scalars) + len(self._dists) + len(self._alerts) + len(self._events)
+        if pending >= self.batch_rows or now - self._pending_since >= self.flush_seconds:
+            self.flush()
+
+    def flush(self) -> None:
+        """Commit every pending row in one transaction."""
+        with self._lock:
+            if self._closed:
+                return
+            try:
+                with self._conn:
+                    if self._scalars:
+                        self._conn.executemany(
+                            "INSERT INTO scalars(step, wall_time, metric_id, layer_id, value) VALUES (?,?,?,?,?)",
+                            self._scalars,
+                        )
+                    if self._dists:
+                        self._conn.executemany(
+                            "INSERT INTO distributions(step, wall_time, metric_id, layer_id, kind, data) VALUES (?,?,?,?,?,?)",
+                            self._dists,
+                        )
+                    if self._alerts:
+                        self._conn.executemany(
+                            "INSERT INTO alerts(step, wall_time, indicator, severity, layer, message, evidence) VALUES (?,?,?,?,?,?,?)",
+                            self._alerts,
+                        )
+                    if self._events:
+                        self._conn.executemany(
+                            "INSERT INTO events(step, wall_time, kind, source, message, detail) VALUES (?,?,?,?,?,?)",
+                            self._events,
+                        )
+                    self._conn.execute(
+                        "INSERT OR REPLACE INTO meta(key, value) VALUES ('updated', ?)",
+                        (_json(time.time()),),
+                    )
+            except sqlite3.Error as exc:
+                # names interned inside the failed transaction were rolled back too
+                self._names = dict(self._conn.execute("SELECT name, id FROM names").fetchall())
+                raise _write_error(self.path, exc) from exc
+            self._scalars.clear()
+            self._dists.clear()
+            self._alerts.clear()
+            self._events.clear()
+            self._pending_since = None
+
+    def close(self, *, status: str = "finished") -> None:
+        """Commit pending rows, mark the run ``status`` and close the file."""
+        with self._lock:
+            if self._closed:
+                return
+            try:
+                self.flush()
+                self.set_meta(status=status, updated=time.time())
+                with contextlib.suppress(sqlite3.Error):
+                    self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            finally:
+                self._closed = True
+                self._conn.close()
+                _LIVE_WRITERS.discard(self)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> RunWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close(status="failed" if exc_type is not None else "finished")
+
+
+def _as_step(step: Any) -> int:
+    if isinstance(step, bool) or not hasattr(step, "__index__"):
+        try:
+            f = float(step)
+        except (TypeError, ValueError):
+            raise TypeError(
+                f"step: expected an integer, got {type(step).__name__} {step!r}"
+            ) from None
+        if not f.is_integer():
+            raise TypeError(f"step: expected an integer, got {step!r}")
+        return int(f)
+    return int(step.__index__())
+
+
+# ====================================================================== reading
+
+
+def _connect_ro(path: Path) -> sqlite3.Connection:
+    uri = f"{path.resolve().as_uri()}?mode=ro"
+    try:
+        conn = sqlite3.connect(uri, uri=True, timeout=30.0, check_same_thread=False)
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        return conn
+    except sqlite3.OperationalError:
+        # a WAL-mode file on read-only media: open it as immutable
+        conn = sqlite3.connect(
+            f"{path.resolve().as_uri()}?immutable=1", uri=True, check_same_thread=False
+        )
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        return conn
+
+
+def _check_is_run(path: Path) -> None:
+    """Raise RunLogError unless ``path`` is a readable run database of a known version."""
+    try:
+        conn = _connect_ro(path)
+    except sqlite3.DatabaseError as exc:
+        raise RunLogError(f"{path} is not an infoscope run: {exc} (is it a SQLite file?)") from None
+    try:
+        _read_header(conn, path)
+    finally:
+        conn.close()
+
+
+def _read_header(conn: sqlite3.Connection, path: Path) -> dict[str, Any]:
+    try:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    except sqlite3.DatabaseError as exc:
+        raise RunLogError(
+            f"{path} is not an infoscope run: {exc} (corrupt or not a SQLite file)"
+        ) from None
+    if "meta" not in tables:
+        raise RunLogError(
+            f"{path} is a SQLite database but not an infoscope run (it has no 'meta' table; "
+            f"tables: {', '.join(sorted(tables)) or 'none'})"
+        )
+    try:
+        meta = {k: json.loads(v) for k, v in conn.execute("SELECT key, value FROM meta")}
+    except (sqlite3.DatabaseError, json.JSONDecodeError) as exc:
+        raise RunLogError(f"{path}: the run's metadata is unreadable ({exc})") from None
+    version = meta.get("schema_version")
+    if not isinstance(version, int):
+        raise RunLogError(f"{path} is not an infoscope run (no schema_version in its metadata)")
+    if version > schema.SCHEMA_VERSION:
+        raise RunLogError(
+            f"{path} was written by run-log schema version {version}, newer than this "
+            f"infoscope ({__version__}) reads (up to {schema.SCHEMA_VERSION}). Upgrade infoscope."
+        )
+    missing = set(schema.TABLES) - tables
+    if missing:
+        raise RunLogError(
+            f"{path} is an incomplete infoscope run (missing tables: {', '.join(sorted(missing))})"
+        )
+    return meta
+
+
+def _resolve_run_path(run: str | os.PathLike) -> Path:
+    p = Path(run)
+    if p.is_dir():
+        p = p / schema.DB_FILENAME
+    if not p.exists():
+        raise RunLogError(
+            f"no run at {Path(run)}: expected a run directory holding {schema.DB_FILENAME}"
+        )
+    return p
+
+
+class RunReader:
+    """Read a run directory. Obtain one with :func:`open_run`.
+
+    Every table method takes ``after_id``: only rows with a larger ``id`` are returned,
+    which is how a live view tails a run that is still being written.
+    """
+
+    def __init__(self, run: str | os.PathLike) -> None:
+        self.path = _resolve_run_path(run)
+        self.run_dir = self.path.parent
+        try:
+            self._conn = _connect_ro(self.path)
+        except sqlite3.DatabaseError as exc:
+            raise RunLogError(
+                f"{self.path} is not an infoscope run: {exc} (is it a SQLite file?)"
+            ) from None
+        try:
+            self.meta = _read_header(self._conn, self.path)
+        except RunLogError:
+            self._conn.close()
+            raise
+        self._names: dict[int, str] = {}
+
+    # ----------------------------------------------------------------- helpers
+    def _query(self, sql: str, params: tuple = ()) -> list[tuple]:
+        try:
+            return self._conn.execute(sql, params).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise RunLogError(f"cannot read {self.path}: {exc}") from None
+
+    def _name_map(self) -> dict[int, str]:
+        rows = self._query(
+            "SELECT id, name FROM names WHERE id > ?", (max(self._names, default=0),)
+        )
+        self._names.update(rows)
+        return self._names
+
+    def _name_ids(self, names: Iterable[str] | str | None) -> list[int] | None:
+        if names is None:
+            return None
+        if isinstance(names, str):
+            names = [names]
+        lookup = {v: k for k, v in self._name_map().items()}
+        return [lookup[n] for n in names if n in lookup]
+
+    def refresh_meta(self) -> dict[str, Any]:
+        self.meta = {k: json.loads(v) for k, v in self._query("SELECT key, value FROM meta")}
+        return self.meta
+
+    # ------------------------------------------------------------------ tables
+    def scalars(
+        self,
+        *,
+        metrics: Iterable[str] | str | None = None,
+        layers: Iterable[str] | str | None = None,
+        after_id: int = 0,
+    ) -> pd.DataFrame:
+        """Scalar rows as a DataFrame with columns ``id, step, wall_time, metric, layer, value``.
+
+        ``metric`` and ``layer`` are categoricals; ``layer`` is missing (NaN) for
+        whole-model metrics; ``value`` NaN where NaN was logged.
+        """
+        where = ["id > ?"]
+        params: list[Any] = [int(after_id)]
+        mids = self._name_ids(metrics)
+        if mids is not None:
+            if not mids:
+                return _empty_scalars()
+            where.append(f"metric_id IN ({','.join('?' * len(mids))})")
+            params += mids
+        if layers is not None:
+            lids = self._name_ids(layers)
+            if not lids:
+                return _empty_scalars()
+            where.append(f"layer_id IN ({','.join('?' * len(lids))})")
+            params += lids
+        sql = (
+            "SELECT id, step, wall_time, metric_id, COALESCE(layer_id, 0), IFNULL(value, 'nan') "
+            "FROM scalars WHERE " + " AND ".join(where) + " ORDER BY id"
+        )
+        try:
+            # stream values straight into one array (no list of row tuples); NaN is
+            # stored as NULL and comes back as the text 'nan', which numpy parses
+            flat = np.fromiter(
+                itertools.chain.from_iterable(self._conn.execute(sql, tuple(params))),
+                dtype=np.float64,
+            )
+        except sqlite3.DatabaseError as exc:
+            raise RunLogError(f"cannot read {self.path}: {exc}") from None
+        if flat.size == 0:
+            return _empty_scalars()
+        table = flat.reshape(-1, 6)
+        return _scalar_frame(table, self._name_map())
+
+    def tail(self, after_id: int) -> pd.DataFrame:
+        """Scalar rows newer than ``after_id`` (for live views)."""
+        return self.scalars(after_id=after_id)
+
+    def last_id(self) -> int:
+        """The largest scalar row id so far (0 for an empty run)."""
+        return int(self._query("SELECT COALESCE(MAX(id), 0) FROM scalars")[0][0])
+
+    def distributions(
+        self, *, metrics: Iterable[str] | str | None = None, after_id: int = 0
+    ) -> pd.DataFrame:
+        """Distribution rows: ``id, step, wall_time, metric, layer, kind, data`` (data parsed)."""
+        names = self._name_map()
+        sql = "SELECT id, step, wall_time, metric_id, layer_id, kind, data FROM distributions WHERE id > ?"
+        params: list[Any] = [int(after_id)]
+        mids = self._name_ids(metrics)
+        if mids is not None:
+            if not mids:
+                mids = [-1]
+            sql += f" AND metric_id IN ({','.join('?' * len(mids))})"
+            params += mids
+        rows = self._query(sql + " ORDER BY id", tuple(params))
+        return pd.DataFrame(
+            [
+                (
+                    i,
+                    s,
+                    w,
+                    names.get(m),
+                    names.get(lay) if lay is not None else None,
+                    k,
+                    json.loads(d),
+                )
+                for i, s, w, m, lay, k, d in rows
+            ],
+            columns=["id", "step", "wall_time", "metric", "layer", "kind", "data"],
+        )
+
+    def alerts(self, *, after_id: int = 0) -> pd.DataFrame:
+        """Alert rows: ``id, step, wall_time, indicator, severity, layer, message, evidence``."""
+        rows = self._query(
+            "SELECT id, step, wall_time, indicator, severity, layer, message, evidence FROM alerts WHERE id > ? ORDER BY id",
+            (int(after_id),),
+        )
+        return pd.DataFrame(
+            [(*r[:7], json.loads(r[7])) for r in rows],
+            columns=[
+                "id",
+                "step",
+                "wall_time",
+                "indicator",
+                "severity",
+                "layer",
+                "message",
+                "evidence",
+            ],
+        )
+
+    def events(self, *, after_id: int = 0) -> pd.DataFrame:
+        """Event rows: ``id, step, wall_time, kind, source, message, detail``."""
+        rows = self._query(
+            "SELECT id, step, wall_time, kind, source, message, detail FROM events WHERE id > ? ORDER BY id",
+            (int(after_id),),
+        )
+        return pd.DataFrame(
+            [(*r[:6], json.loads(r[6])) for r in rows],
+            columns=["id", "step", "wall_time", "kind", "source", "message", "detail"],
+        )
+
+    # ----------------------------------------------------------------- summary
+    def metrics(self) -> list[str]:
+        """Names of the scalar metrics present in the run."""
+        names = self._name_map()
+        return sorted(names[i] for (i,) in self._query("SELECT DISTINCT metric_id FROM scalars"))
+
+    def layers(self, metric: str | None = None) -> list[str]:
+        """Layers with scalar rows (for ``metric`` if given), in first-logged order."""
+        names = self._name_map()
+        if metric is None:
+            rows = self._query(
+                "SELECT layer_id FROM scalars WHERE layer_id IS NOT NULL GROUP BY layer_id ORDER BY MIN(id)"
+            )
+        else:
+            mids = self._name_ids(metric) or [-1]
+            rows = self._query(
+                "SELECT layer_id FROM scalars WHERE layer_id IS NOT NULL AND metric_id = ? "
+                "GROUP BY layer_id ORDER BY MIN(id)",
+                (mids[0],),
+            )
+        return [names[i] for (i,) in rows]
+
+    def step_range(self) -> tuple[int, int] | None:
+        lo, hi = self._query("SELECT MIN(step), MAX(step) FROM scalars")[0]
+        return None if lo is None else (int(lo), int(hi))
+
+    @property
+    def status(self) -> str:
+        """``finished``, ``failed``, ``running`` (recent commits) or ``stale`` (writer gone)."""
+        meta = self.refresh_meta()
+        status = meta.get("status", "unknown")
+        if status == "running":
+            updated = meta.get("updated") or 0
+            if time.time() - float(updated) > STALE_AFTER_SECONDS:
+                return "stale"
+        return status
+
+    def summary(self) -> dict[str, Any]:
+        """One row of :func:`summarize_runs` for this run."""
+        steps = self.step_range()
+        counts = dict(self._query("SELECT severity, COUNT(*) FROM alerts GROUP BY severity"))
+        return {
+            "run": str(self.run_dir),
+            "name": self.meta.get("name", self.run_dir.name),
+            "created": self.meta.get("created"),
+            "status": self.status,
+            "first_step": None if steps is None else steps[0],
+            "last_step": None if steps is None else steps[1],
+            "rows": int(self._query("SELECT COUNT(*) FROM scalars")[0][0]),
+            "metrics": len(self.metrics()),
+            "alerts": int(sum(counts.values())),
+            "warnings": int(counts.get("warning", 0)),
+            "collapsed": int(counts.get("collapsed", 0)),
+            "failures": int(
+                self._query("SELECT COUNT(*) FROM events WHERE kind LIKE '%failure%'")[0][0]
+            ),
+            "error": None,
+        }
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> RunReader:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"RunReader({str(self.run_dir)!r})"
+
+
+def _empty_scalars() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "id": pd.Series(dtype="int64"),
+            "step": pd.Series(dtype="int64"),
+            "wall_time": pd.Series(dtype="float64"),
+            "metric": pd.Series(dtype="object"),
+            "layer": pd.Series(dtype="object"),
+            "value": pd.Series(dtype="float64"),
+        }
+    )
+
+
+def _scalar_frame(table: np.ndarray, names: dict[int, str]) -> pd.DataFrame:
+    """Build the scalars DataFrame from an (n, 6) float array of
+    ``id, step, wall_time, metric_id, layer_id (0 = NULL), value``."""
+
+    def categorical(ids: np.ndarray) -> pd.Categorical:
+        used = np.flatnonzero(np.bincount(ids))
+        used = used[used != 0]  # id 0 stands for NULL (whole-model rows): missing
+        remap = np.full(int(ids.max()) + 1, -1, dtype=np.int64)
+        remap[used] = np.arange(len(used))
+        return pd.Categorical.from_codes(remap[ids], categories=[names[int(i)] for i in used])
+
+    return pd.DataFrame(
+        {
+            "id": table[:, 0].astype(np.int64),
+            "step": table[:, 1].astype(np.int64),
+            "wall_time": table[:, 2],
+            "metric": categorical(table[:, 3].astype(np.int64)),
+            "layer": categorical(table[:, 4].astype(np.int64)),
+            "value": table[:, 5],
+        }
+    )
+
+
+def open_run(run: str | os.PathLike) -> RunReader:
+    """Open a run directory (or its ``run.sqlite``) for reading.
+
+    Raises :class:`RunLogError` if there is no run, the file is corrupt or not a run,
+    or it was written by a newer schema version.
+    """
+    return RunReader(run)
+
+
+def list_runs(root: str | os.PathLike) -> list[Path]:
+    """Run directories (folders holding ``run.sqlite``) below ``root``, sorted by path.
+
+    Hidden folders are skipped. A ``root`` that is itself a run is returned alone.
+    """
+    root = Path(root)
+    if not root.exists():
+        raise RunLogError(f"no folder at {root}")
+    if (root / schema.DB_FILENAME).is_file():
+        return [root]
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(
+            d for d in dirnames if not d.startswith(".") and d != schema.SNAPSHOTS_DIR
+        )
+        if schema.DB_FILENAME in filenames:
+            found.append(Path(dirpath))
+    return sorted(found)
+
+
+def summarize_runs(root: str | os.PathLike) -> pd.DataFrame:
+    """One row per run below ``root``: name, status, step range, metric and alert counts.
+
+    A run that cannot be read still gets a row, with the reason in ``error``.
+    """
+    rows = []
+    for run_dir in list_runs(root):
+        try:
+            with open_run(run_dir) as reader:
+                rows.append(reader.summary())
+        except RunLogError as exc:
+            rows.append(
+                {
+                    "run": str(run_dir),
+                    "name": run_dir.name,
+                    "status": "unreadable",
+                    "error": str(exc),
+                }
+            )
+    columns = [
+        "run", "name", "created", "status", "first_step", "last_step", "rows", "metrics",
+        "alerts", "warnings", "collapsed", "failures", "error",
+    ]  # fmt: skip
+    return pd.DataFrame(rows, columns=columns)
