@@ -14,8 +14,11 @@ per-token functions (:func:`token_entropy`, :func:`token_stats`, :func:`token_lo
 of the whole logits. They walk the rows (one row = one token's vocabulary) in chunks chosen
 by **bytes**: two float32 work buffers of ``rows x vocab`` are allocated once and reused, and
 their total size is at most ``min(chunk_bytes_cap, logits.nbytes // 4)`` (a quarter of the
-logits; the cap is 16 MiB on the CPU, where cache-sized chunks are fastest, and 1 GiB on
-CUDA, where fewer larger chunks amortise kernel launches), but at least one row. A 150k
+logits; the cap is 64 MiB on the CPU, about 256 rows of a 32k vocabulary, where smaller
+chunks measured slower because every op synchronises the thread pool, and 1 GiB on CUDA,
+where fewer larger chunks amortise kernel launches), but at least one row. Inputs under
+16 MiB may use up to 4 MiB regardless (so that small logits are not cut into many tiny
+chunks, whose per-op overhead dominates). A 150k
 vocabulary therefore gets proportionally fewer rows per chunk instead of a larger footprint.
 Inputs whose leading dimensions cannot be flattened without a copy (a slice such as
 ``logits[:, :-1]``) are walked without copying them.
@@ -84,8 +87,10 @@ __all__ = [
 
 _MIB = 1 << 20
 #: Cap on the float32 work memory of the chunked per-token functions, per device type.
-CHUNK_BYTES_CAP = {"cpu": 16 * _MIB, "cuda": 1024 * _MIB}
+CHUNK_BYTES_CAP = {"cpu": 64 * _MIB, "cuda": 1024 * _MIB}
 _CHUNK_BYTES_CAP_OTHER = 256 * _MIB
+#: Below this, the quarter-of-the-logits rule is not applied (tiny inputs: one chunk).
+CHUNK_BYTES_FLOOR = 4 * _MIB
 
 _TOKEN_STATS = ("entropy", "topk_mass", "topk_entropy", "topk_entropy_renorm", "sum_p2", "logprob")
 
@@ -148,7 +153,8 @@ def _chunk_rows(
         return check_int(chunk_size, name="chunk_size", minimum=1)
     if chunk_bytes is None:
         cap = CHUNK_BYTES_CAP.get(logits.device.type, _CHUNK_BYTES_CAP_OTHER)
-        budget = min(cap, logits.numel() * logits.element_size() // 4)
+        quarter = logits.numel() * logits.element_size() // 4
+        budget = min(cap, max(quarter, CHUNK_BYTES_FLOOR))
     else:
         budget = check_int(chunk_bytes, name="chunk_bytes", minimum=1)
     return max(1, budget // (n_buffers * vocab * 4))
@@ -371,7 +377,7 @@ def token_entropy(
     Computed as ``log Z - sum_i e_i s_i / Z`` with ``s = (z - max z) / T``, ``e = exp(s)``,
     ``Z = sum e`` in float32 row chunks (verl's formula shifted by the row maximum), so no
     full-vocabulary float32 copy of the logits is ever made; peak extra memory is at most a
-    quarter of the logits' size (and 16 MiB on the CPU / 1 GiB on CUDA by default), see the
+    quarter of the logits' size (and 64 MiB on the CPU / 1 GiB on CUDA by default), see the
     module docstring. ``-inf`` vocabulary entries (masked tokens) are handled exactly.
 
     Good at: exact (to float32 rounding) per-token entropy of any dtype's logits at the

@@ -122,12 +122,17 @@ def test_token_entropy_numpy_and_nonfinite_rows():
 
 
 def test_chunk_budget_is_by_bytes():
-    # float32 logits of 2 MiB: two float32 buffers must fit in a quarter of that
-    z = torch.empty(16, 32768)
+    # float32 logits of 32 MiB (a stride-0 view, nothing allocated): two float32 buffers
+    # must fit in a quarter of that
+    z = torch.empty(1).expand(256 * 32768).view(256, 32768)
     rows = lm._chunk_rows(z, 2, None, None)
-    assert 2 * rows * 32768 * 4 <= z.numel() * 4 // 4
+    assert 2 * rows * 32768 * 4 <= z.numel() * 4 // 4 and rows == 32
+    bf16 = torch.empty(1, dtype=torch.bfloat16).expand(256 * 32768).view(256, 32768)
+    assert lm._chunk_rows(bf16, 2, None, None) == 16  # half the bytes, half the rows
+    # tiny inputs: the floor applies, one chunk
+    assert lm._chunk_rows(torch.empty(8, 100), 2, None, None) >= 8
     # a 150k vocabulary on a big input: bounded by the CPU cap, fewer rows than for 32k
-    big = torch.empty(0).new_empty((1,)).expand(4096 * 152064).view(4096, 152064)
+    big = torch.empty(1).expand(4096 * 152064).view(4096, 152064)
     rows_big = lm._chunk_rows(big, 2, None, None)
     assert 2 * rows_big * 152064 * 4 <= lm.CHUNK_BYTES_CAP["cpu"]
     assert rows_big < lm._chunk_rows(
