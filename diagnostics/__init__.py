@@ -43,6 +43,13 @@ _EXPORTS: dict[str, str] = {
     "token_entropy": "diagnostics.lm",
     "attention_entropy": "diagnostics.lm",
     #
+    # figure builders (DataFrame -> plotly Figure; used by the dashboard)
+    "line_figure": "diagnostics.figures",
+    "info_plane_figure": "diagnostics.figures",
+    "heatmap_figure": "diagnostics.figures",
+    "minmax_indices": "diagnostics.figures",
+    "smooth_ema": "diagnostics.figures",
+    #
 }
 
 __all__ = ["__version__", *_EXPORTS]
