@@ -26,6 +26,8 @@ from diagnostics.runlog import RunLogError, list_runs, open_run, summarize_runs
 URL = {"bind": "query-params", "persist_state": "session"}
 
 ENV_ROOT = "INFOSCOPE_ROOT"
+#: (run, metrics) frames kept per browser session for live tailing
+MAX_CACHED_FRAMES = 24
 
 
 # ---------------------------------------------------------------------------- root
@@ -237,7 +239,10 @@ def scalars(run: Run, metrics: list[str] | None) -> pd.DataFrame:
             seen = max(last, int(new["id"].max())) if len(new) else last
         else:
             return hit[0]
+    cache.pop(key, None)
     cache[key] = (df, seen)
+    while len(cache) > MAX_CACHED_FRAMES:  # least recently loaded first
+        cache.pop(next(iter(cache)))
     return df
 
 
