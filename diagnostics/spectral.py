@@ -20,6 +20,7 @@ copy (``torch.linalg.eigvalsh`` always copies its input). ``max_n`` bounds ``n``
 from __future__ import annotations
 
 import math
+import numbers
 import random
 from typing import Any
 
@@ -320,7 +321,7 @@ def diffusion_spectral_entropy(
 
     (the ``+ 2.22e-16`` is dse-dsmi's). With ``base=2`` this equals
     ``dse_dsmi.diffusion_spectral_entropy(z, gaussian_kernel_sigma=sigma, t=t,
-    max_N=max_n, random_seed=seed)`` to rounding (about 1e-12 bits in float64), including
+    max_N=max_n, random_seed=seed)`` to rounding (below 1e-12 bits in float64), including
     its subsample ``random.seed(seed); random.sample(range(n), max_n)`` when
     ``n > max_n``.
 
@@ -732,7 +733,7 @@ def alpha_req(
     if (
         not isinstance(fit_range, (tuple, list))
         or len(fit_range) != 2
-        or not all(isinstance(v, int) and not isinstance(v, bool) for v in fit_range)
+        or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in fit_range)
         or fit_range[0] < 0
         or fit_range[1] < fit_range[0] + 2
     ):
@@ -742,7 +743,7 @@ def alpha_req(
     lam = _covariance_eigvals(z, dtype)
     tol = lam[0] * max(z.shape) * float(np.finfo(np.float64).eps)
     n_pos = int((lam > tol).sum())  # host sync: the fit range depends on the rank
-    lo, hi = fit_range[0], min(fit_range[1], n_pos)
+    lo, hi = int(fit_range[0]), min(int(fit_range[1]), n_pos)
     if hi - lo < 2:
         raise ValueError(
             f"fit_range: expected at least 2 nonzero eigenvalues in {tuple(fit_range)}, "
