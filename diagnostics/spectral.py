@@ -516,7 +516,7 @@ def diffusion_spectral_mutual_information(
             vectors (e.g. the inputs). Ignored when ``clusters`` is given (then it may
             be ``None``).
         sigma, t, base, dtype: as in :func:`diffusion_spectral_entropy`
-            (``sigma="median"`` is computed once, on all of ``z``, and used for every
+            (``sigma="median"`` is computed once, on ``z`` (at most 1000 rows), and used for every
             cluster and subset).
         n_clusters: clusters for a continuous ``reference``. Default 10 (dse-dsmi's).
         repetitions: random subsets per cluster. Default 5 (dse-dsmi's).
