@@ -1,6 +1,6 @@
 """infoscope dashboard (first version): runs below a folder and their scalar series.
 
-    streamlit run app.py -- --root sample_runs
+streamlit run app.py -- --root sample_runs
 """
 
 from __future__ import annotations
@@ -30,7 +30,9 @@ if not root.is_dir():
     st.stop()
 table = summarize_runs(root)
 if table.empty:
-    st.info(f"No runs below {root}. Write one with `diagnostics.RunWriter` or attach `probes.Monitor`.")
+    st.info(
+        f"No runs below {root}. Write one with `diagnostics.RunWriter` or attach `probes.Monitor`."
+    )
     st.stop()
 st.dataframe(table.drop(columns=["error"]), hide_index=True)
 for _, row in table[table["error"].notna()].iterrows():
