@@ -246,9 +246,11 @@ def information_plane(
         raise ValueError("activations: expected at least one layer, got an empty dict")
     xt = as_samples(x, name="x")
     yt = as_labels(y, name="y", device=xt.device)
+    from diagnostics.compressed import _as_wide_samples
+
     acts: dict[str, torch.Tensor] = {}
     for name, a in activations.items():
-        acts[str(name)] = as_samples(a, name=f"activations[{name!r}]")
+        acts[str(name)] = _as_wide_samples(a, name=f"activations[{name!r}]")
     sizes = {"x": xt, "y": yt, **{f"activations[{k!r}]": v for k, v in acts.items()}}
     check_same_n(**sizes)
     rows = fn(acts, xt, yt, base, options)
