@@ -121,6 +121,7 @@ def _latent(c: torch.Tensor, lo: float = 2.0, hi: float = 13.0) -> torch.Tensor:
     return 2.0 * math.sqrt(2.0) * torch.special.erfinv(2 * u - 1)
 
 
+@pytest.mark.slow
 def test_synthetic_images_carry_the_stated_mi():
     # the bump centres are an invertible function of the latents, so their Gaussian
     # MI (after undoing the CDF map) equals the stated one; check it via correlations
