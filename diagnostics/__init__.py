@@ -81,6 +81,13 @@ _EXPORTS: dict[str, str] = {
     "detect_entropic_overload": "diagnostics.lm_collapse",
     "detect_lm_collapse": "diagnostics.lm_collapse",
     #
+    # figure builders (DataFrame -> plotly Figure; used by the dashboard)
+    "line_figure": "diagnostics.figures",
+    "info_plane_figure": "diagnostics.figures",
+    "heatmap_figure": "diagnostics.figures",
+    "minmax_indices": "diagnostics.figures",
+    "smooth_ema": "diagnostics.figures",
+    #
 }
 
 __all__ = ["__version__", *_EXPORTS]
