@@ -54,6 +54,8 @@ _EXPORTS: dict[str, str] = {
     # information plane
     "information_plane": "diagnostics.infoplane",
     "tishby_dataset": "diagnostics.datasets",
+    "synthetic_mi_images": "diagnostics.datasets",
+    "compressed_mi": "diagnostics.compressed",
     #
     # language models
     "token_entropy": "diagnostics.lm",
