@@ -108,6 +108,8 @@ def _samples(a: Any, name: str, device: torch.device) -> torch.Tensor:
     """Validated float64 (n, d) samples on ``device``."""
     t = as_samples(a, name=name, device=device, allow_nonfinite=True)
     if t.device.type == "cpu":
+        if t.dtype not in (torch.float32, torch.float64):  # float16/bfloat16: no numpy view
+            t = t.to(_F64)
         arr = t.numpy()
         if arr.dtype != np.float64:
             arr = arr.astype(np.float64)
@@ -603,7 +605,9 @@ def binning_mi(
 
     over the distinct rows. For the information plane: ``binning_mi(inputs, layer)``
     equals ``H(T)`` when every input row is distinct, and ``binning_mi(layer, labels)``
-    is ``H(T) - H(T|Y)``. Units: nats (the IDNNs code reports bits: ``base=2``).
+    is ``H(T) - H(T|Y)``. Pass the inputs as integers (bit patterns, or sample ids
+    ``torch.arange(n)``): float inputs would be binned with the layer's edges too.
+    Units: nats (the IDNNs code reports bits: ``base=2``).
 
     Good at: deterministic networks on finite input sets (the setting it was
     designed for). Bad at: anything else -- the value is a property of the bin size
@@ -817,6 +821,13 @@ def weighted_kl_entropy(
 # =============================================================================
 
 
+def _dense_chunk(n: int, device: torch.device) -> int:
+    """Rows per block of the Gram/KDE kernels: 32 MiB float64 blocks on the CPU (few,
+    large torch ops: each op pays a thread-pool round trip), 512 MiB on accelerators."""
+    budget = (1 << 22) if device.type == "cpu" else (1 << 26)
+    return max(16, min(n, budget // max(n, 1)))
+
+
 def _sq_dists(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Squared Euclidean distances by the matmul expansion (clamped at 0), as ibsgd's kde.py."""
     d2 = torch.addmm((b * b).sum(1)[None, :], a, b.T, alpha=-2.0)
@@ -825,7 +836,7 @@ def _sq_dists(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def _kde_upper(t: torch.Tensor, s2: float, chunk: int | None) -> torch.Tensor:
     n, d = t.shape
-    chunk = chunk or _knn.default_chunk(n, t.device)
+    chunk = chunk or _dense_chunk(n, t.device)
     lse = torch.cat(
         [
             torch.logsumexp(_sq_dists(t[s : s + chunk], t).mul_(-0.5 / s2), dim=1)
@@ -1168,7 +1179,7 @@ def cs_mi(
     n = check_same_n(x=xt, y=yt)
     if _is_constant(xt) or _is_constant(yt):
         return _zero(device)
-    chunk = chunk_size or _knn.default_chunk(n, device)
+    chunk = chunk_size or _dense_chunk(n, device)
     rx, ry, joint = [], [], _zero(device)
     for s in range(0, n, chunk):
         kx = _gram_block(xt[s : s + chunk], xt, specx)
