@@ -7,12 +7,13 @@
 Each cell draws x ~ N(0, I_d), y = x + N(0, I_d) (float64), then times
 ``npeet_plus.mi(x, y, k=3)`` (which adds its own 1e-10 uniform noise) and
 ``diagnostics.ksg_mi(x, y, k=3, standardize=False)`` (seeded 1e-10 noise, backend
-"auto", ``torch.get_num_threads()`` worker threads) on the same arrays, best of
-``--repeat`` runs. It prints wall times and their ratio npeet / ours (> 1: ours is
-faster), process CPU times (all threads; on a shared machine wall time mostly
-measures the neighbours' load) and their ratio, the peak memory of each call, our
-estimate in nats and its difference from npeet's (the two add different 1e-10
-noise, which moves a neighbour count only on a near-tie, so the difference is ~0).
+"auto", ``torch.get_num_threads()`` worker threads) on the same arrays, best of three
+runs for sub-second cells (``--repeat`` to change). It prints wall times and their
+ratio npeet / ours (> 1: ours is faster), process CPU times (all threads; on a
+shared machine wall time mostly measures the neighbours' load) and their ratio, the
+peak memory of each call, our estimate in nats and its difference from npeet's (the
+two add different 1e-10 noise, which moves a neighbour count only on a near-tie, so
+the difference is ~0).
 
 Peak memory: the process's peak resident set size (VmHWM from /proc/self/status)
 during the call minus the resident size before it, after resetting the peak with
@@ -94,6 +95,8 @@ def measure(fn: Callable[[], float], repeat: int) -> tuple[float, float, float, 
         best, cpu = time.perf_counter() - t0, time.process_time() - c0
         peak = tracemalloc.get_traced_memory()[1] / 2**20
         tracemalloc.stop()
+    if repeat <= 0:  # adaptive: best of 3 for sub-second cells, one run otherwise
+        repeat = 3 if best < 1.0 else 1
     for _ in range(repeat - 1):
         c0, t0 = time.process_time(), time.perf_counter()
         fn()
@@ -119,7 +122,9 @@ def main() -> None:
     ap.add_argument(
         "--backends", action="store_true", help="also time each ksg_mi backend (n <= 5000)"
     )
-    ap.add_argument("--repeat", type=int, default=1, help="runs per cell (best is kept)")
+    ap.add_argument(
+        "--repeat", type=int, default=0, help="runs per cell, best kept (0: 3 if < 1 s else 1)"
+    )
     ap.add_argument(
         "--npeet-limit", type=float, default=60.0, help="skip npeet cells predicted slower"
     )

@@ -176,6 +176,7 @@ def _cs_population(cov: np.ndarray, dx: int, sigma: float) -> float:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("rho, sigma", [(0.5, 1.0), (0.9, 0.5)])
 def test_cs_matches_closed_form(rho, sigma):
     x, y = gaussian_pair(N, rho, seed=5)
@@ -189,6 +190,7 @@ def test_cs_matches_closed_form(rho, sigma):
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("d, s2", [(1, 0.1), (2, 0.1)])
 def test_kde_bounds_match_their_gaussian_limits(d, s2):
     """X ~ N(0, I_d), T = X + N(0, s2 I). As N -> inf the KL upper bound tends to
@@ -291,6 +293,23 @@ def test_renyi_subsamples_beyond_max_n():
 
 
 # ========================================================================== API
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import diagnostics.mi as module
+
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 10 and result.failed == 0
+
+
+def test_half_precision_inputs():
+    x, y = gaussian_pair(500, 0.6, seed=2)
+    for dt in (torch.float16, torch.bfloat16):
+        xt, yt = torch.from_numpy(x).to(dt), torch.from_numpy(y).to(dt)
+        ref = float(ksg_mi(xt.double(), yt.double()))
+        assert float(ksg_mi(xt, yt)) == ref
 
 
 def test_public_names_are_exported():
