@@ -9,8 +9,11 @@ wrapped or not:
 - ``torch.compile``: ``_orig_mod.``
 - activation checkpointing (``checkpoint_wrapper``): ``_checkpoint_wrapped_module.``
 
-A selection is a glob pattern (``"encoder.*"``, matched with :mod:`fnmatch` against the
-stable names; a name without wildcards matches exactly), a module type
+A selection is a glob pattern matched against the stable names (``*`` matches within one
+dotted component, ``**`` across components, ``?`` one character, ``[...]`` a set:
+``"encoder.layer.*"`` selects the blocks ``encoder.layer.0``, ``encoder.layer.1``, ...
+but not their submodules, ``"encoder.**"`` everything below ``encoder``; a name without
+wildcards matches exactly), a module type
 (``torch.nn.Linear``: every module that is an instance of it), a callable
 ``(name, module) -> bool``, or a list of these (their union, in model order). ``None``
 selects every leaf module that has parameters of its own. A selection (or an entry of a
@@ -20,7 +23,8 @@ list) that matches nothing raises ``ValueError`` listing the closest names.
 from __future__ import annotations
 
 import difflib
-import fnmatch
+import functools
+import re
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -106,10 +110,41 @@ def _matches(entry: Any, name: str, module: nn.Module) -> bool:
     if isinstance(entry, str):
         if name == "":
             return entry == ""
-        return fnmatch.fnmatchcase(name, entry) if _is_glob(entry) else name == entry
+        return bool(_glob_regex(entry).fullmatch(name)) if _is_glob(entry) else name == entry
     if isinstance(entry, type):
         return isinstance(module, entry)
     return bool(entry(name, module))
+
+
+@functools.lru_cache(maxsize=256)
+def _glob_regex(pattern: str) -> re.Pattern:
+    """``**`` -> any characters, ``*`` -> any within a dotted component, ``?`` -> one
+    non-dot character, ``[...]`` -> a character set."""
+    out, i = [], 0
+    while i < len(pattern):
+        c = pattern[i]
+        if pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+            continue
+        if c == "*":
+            out.append("[^.]*")
+        elif c == "?":
+            out.append("[^.]")
+        elif c == "[":
+            j = pattern.find("]", i + 1)
+            if j == -1:
+                out.append(re.escape(c))
+            else:
+                body = pattern[i + 1 : j]
+                if body.startswith("!"):
+                    body = "^" + body[1:]
+                out.append(f"[{body}]")
+                i = j
+        else:
+            out.append(re.escape(c))
+        i += 1
+    return re.compile("".join(out))
 
 
 def _is_glob(pattern: str) -> bool:

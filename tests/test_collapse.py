@@ -43,7 +43,9 @@ def test_rank_collapse_thresholds_and_dedupe():
 
 def test_rank_collapse_ignores_layers_that_never_had_rank():
     # a 2-unit output layer: peak 1.8 < rank_min_peak
-    assert run(series("repr/effective_rank", [1.8, 1.2, 1.0, 1.0]), CollapseSettings(patience=1)) == []
+    assert (
+        run(series("repr/effective_rank", [1.8, 1.2, 1.0, 1.0]), CollapseSettings(patience=1)) == []
+    )
 
 
 def test_patience_needs_consecutive_records():

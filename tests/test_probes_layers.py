@@ -44,6 +44,10 @@ class Net(nn.Module):
 def test_select_by_glob_type_callable_and_list():
     net = Net()
     assert list(select_layers(net, "encoder.*")) == ["encoder.0", "encoder.1", "encoder.2"]
+    assert list(select_layers(net, "*")) == ["encoder", "head", "act"]  # one level
+    assert list(select_layers(net, "**")) == [n for n, _ in named_layers(net) if n]
+    assert list(select_layers(net, "encoder.[02]")) == ["encoder.0", "encoder.2"]
+    assert list(select_layers(net, "e*.?")) == ["encoder.0", "encoder.1", "encoder.2"]
     assert list(select_layers(net, nn.Linear)) == ["encoder.0", "encoder.2", "head"]
     assert list(select_layers(net, lambda n, m: n.endswith("1"))) == ["encoder.1"]
     # a list is a union in model order, duplicates once
@@ -112,7 +116,11 @@ def test_wrapped_models_keep_stable_names():
     net.encoder = FakeFSDP(net.encoder)
     names = [n for n, _ in named_layers(FakeFSDP(net))]
     assert names == plain
-    assert list(select_layers(FakeFSDP(net), "encoder.*")) == ["encoder.0", "encoder.1", "encoder.2"]
+    assert list(select_layers(FakeFSDP(net), "encoder.*")) == [
+        "encoder.0",
+        "encoder.1",
+        "encoder.2",
+    ]
     # a pattern written with wrapper prefixes still finds the stable name
     assert list(select_layers(dp, "module.head")) == ["head"]
 
@@ -134,9 +142,7 @@ def single_process_group():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    dist.init_process_group(
-        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1
-    )
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
     try:
         yield
     finally:
@@ -281,7 +287,9 @@ def test_registry():
 
     try:
         d = get_metric("test/uses_layer")
-        assert d.context == {"layer"} and d.params == {"scale"} and d.outputs == ("test/uses_layer",)
+        assert (
+            d.context == {"layer"} and d.params == {"scale"} and d.outputs == ("test/uses_layer",)
+        )
         with pytest.raises(ValueError, match="already registered"):
             register_metric("test/uses_layer", f)
         with pytest.raises(TypeError, match="unknown option"):
