@@ -154,6 +154,10 @@ class RunWriter:
         self.path = self.run_dir / schema.DB_FILENAME
         self.batch_rows = int(batch_rows)
         self.flush_seconds = float(flush_seconds)
+        #: rows kept for retry after a failed commit (e.g. a full disk); older ones are
+        #: dropped beyond this and counted in ``dropped_rows``
+        self.max_pending_rows = 50 * self.batch_rows
+        self.dropped_rows = 0
         self._lock = threading.RLock()
         self._closed = False
         self._names: dict[str, int] = {}
@@ -267,7 +271,7 @@ class RunWriter:
                 f"values: expected a dict of metric name -> number, got {type(values).__name__}"
             )
         with self._lock:
-            lid = None if layer is None else self._name_id(str(layer))
+            lay = None if layer is None else str(layer)
             rows = self._scalars
             for metric, value in values.items():
                 try:
@@ -276,9 +280,7 @@ class RunWriter:
                     raise TypeError(
                         f"values[{metric!r}]: expected a number, got {type(value).__name__} {value!r}"
                     ) from None
-                rows.append(
-                    (step, t, self._name_id(str(metric)), lid, None if math.isnan(v) else v)
-                )
+                rows.append((step, t, str(metric), lay, None if math.isnan(v) else v))
             self._after_append()
 
     def log_many(
@@ -290,15 +292,9 @@ class RunWriter:
         with self._lock:
             for step, metric, layer, value in rows:
                 v = float(value)
-                lid = None if layer is None else self._name_id(str(layer))
+                lay = None if layer is None else str(layer)
                 self._scalars.append(
-                    (
-                        _as_step(step),
-                        t,
-                        self._name_id(str(metric)),
-                        lid,
-                        None if math.isnan(v) else v,
-                    )
+                    (_as_step(step), t, str(metric), lay, None if math.isnan(v) else v)
                 )
             self._after_append()
 
@@ -342,8 +338,8 @@ class RunWriter:
                 "log_distribution: pass either edges and counts, or quantiles and values"
             )
         with self._lock:
-            lid = None if layer is None else self._name_id(str(layer))
-            self._dists.append((step, time.time(), self._name_id(metric), lid, kind, _json(data)))
+            lay = None if layer is None else str(layer)
+            self._dists.append((step, time.time(), str(metric), lay, kind, _json(data)))
             self._after_append()
 
     def alert(
@@ -411,17 +407,24 @@ class RunWriter:
         with self._lock:
             if self._closed:
                 return
+            nid = self._name_id
             try:
                 with self._conn:
                     if self._scalars:
                         self._conn.executemany(
                             "INSERT INTO scalars(step, wall_time, metric_id, layer_id, value) VALUES (?,?,?,?,?)",
-                            self._scalars,
+                            [
+                                (s, t, nid(m), None if lay is None else nid(lay), v)
+                                for s, t, m, lay, v in self._scalars
+                            ],
                         )
                     if self._dists:
                         self._conn.executemany(
                             "INSERT INTO distributions(step, wall_time, metric_id, layer_id, kind, data) VALUES (?,?,?,?,?,?)",
-                            self._dists,
+                            [
+                                (s, t, nid(m), None if lay is None else nid(lay), k, d)
+                                for s, t, m, lay, k, d in self._dists
+                            ],
                         )
                     if self._alerts:
                         self._conn.executemany(
@@ -439,7 +442,13 @@ class RunWriter:
                     )
             except sqlite3.Error as exc:
                 # names interned inside the failed transaction were rolled back too
-                self._names = dict(self._conn.execute("SELECT name, id FROM names").fetchall())
+                with contextlib.suppress(sqlite3.Error):
+                    self._names = dict(self._conn.execute("SELECT name, id FROM names").fetchall())
+                # keep the rows for a later retry (space may be freed), but bounded
+                excess = len(self._scalars) - self.max_pending_rows
+                if excess > 0:
+                    del self._scalars[:excess]
+                    self.dropped_rows += excess
                 raise _write_error(self.path, exc) from exc
             self._scalars.clear()
             self._dists.clear()
@@ -457,6 +466,9 @@ class RunWriter:
                 self.set_meta(status=status, updated=time.time())
                 with contextlib.suppress(sqlite3.Error):
                     self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                    # a finished run becomes one plain file (no -wal/-shm beside it), which
+                    # also reads from read-only media; skipped while a reader holds it open
+                    self._conn.execute("PRAGMA journal_mode=DELETE")
             finally:
                 self._closed = True
                 self._conn.close()

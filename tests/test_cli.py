@@ -1,0 +1,124 @@
+"""The infoscope CLI, run as a user runs it: through subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from diagnostics import RunWriter
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def infoscope(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", "diagnostics.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd or ROOT,
+        env=env,
+        timeout=120,
+    )
+
+
+@pytest.fixture()
+def runs(tmp_path):
+    with RunWriter(tmp_path / "exp" / "tanh", meta={"name": "tanh"}) as w:
+        for step in (0, 10, 20):
+            w.log(
+                step,
+                {"info_plane/binning/I_XT": step / 10, "info_plane/binning/I_TY": 0.5},
+                layer="l1",
+            )
+        w.alert(20, "compression_onset", severity="info", message="compression began")
+        w.alert(20, "rank_collapse", severity="warning", message="rank falling")
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "run.sqlite").write_text("garbage")
+    return tmp_path
+
+
+def test_version_and_help():
+    out = infoscope("--version")
+    assert out.returncode == 0 and out.stdout.startswith("infoscope ")
+    out = infoscope("--help")
+    assert out.returncode == 0
+    for sub in ("runs", "dashboard", "export"):
+        assert sub in out.stdout
+
+
+def test_console_script_is_installed():
+    import shutil
+
+    exe = shutil.which("infoscope")
+    if exe is None:
+        pytest.skip("the package is not installed (pip install -e .)")
+    out = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "infoscope" in out.stdout
+
+
+def test_runs_table_and_json(runs):
+    out = infoscope("runs", str(runs))
+    assert out.returncode == 0, out.stderr
+    assert "exp/tanh" in out.stdout and "0-20" in out.stdout and "finished" in out.stdout
+    assert "broken" in out.stdout and "not an infoscope run" in out.stderr
+    out = infoscope("runs", str(runs), "--json")
+    records = {r["name"]: r for r in json.loads(out.stdout)}
+    assert records["tanh"]["alerts"] == 2 and records["tanh"]["warnings"] == 1
+    assert records["tanh"]["last_step"] == 20
+    assert records["broken"]["status"] == "unreadable"
+
+
+def test_runs_on_missing_folder_is_a_clear_error(tmp_path):
+    out = infoscope("runs", str(tmp_path / "nope"))
+    assert out.returncode == 2 and "infoscope: error: no folder" in out.stderr
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_export(runs, tmp_path, fmt):
+    out_dir = tmp_path / f"out-{fmt}"
+    out = infoscope("export", str(runs / "exp" / "tanh"), "--format", fmt, "--out", str(out_dir))
+    assert out.returncode == 0, out.stderr
+    read = pd.read_csv if fmt == "csv" else pd.read_parquet
+    scalars = read(out_dir / f"scalars.{fmt}")
+    assert len(scalars) == 6
+    assert set(scalars.metric) == {"info_plane/binning/I_XT", "info_plane/binning/I_TY"}
+    assert scalars[scalars.metric == "info_plane/binning/I_XT"].value.tolist() == [0.0, 1.0, 2.0]
+    alerts = read(out_dir / f"alerts.{fmt}")
+    assert alerts.indicator.tolist() == ["compression_onset", "rank_collapse"]
+    assert json.loads((out_dir / "meta.json").read_text())["name"] == "tanh"
+
+
+def test_export_of_a_broken_run_is_a_clear_error(runs):
+    out = infoscope("export", str(runs / "broken"))
+    assert out.returncode == 2 and "not an infoscope run" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_dashboard_binds_to_localhost_by_default(runs):
+    out = infoscope("dashboard", str(runs), "--dry-run")
+    assert out.returncode == 0, out.stderr
+    cmd = out.stdout.split()
+    assert cmd[cmd.index("--server.address") + 1] == "127.0.0.1"
+    assert cmd[cmd.index("--root") + 1] == str(runs.resolve())
+    assert cmd[cmd.index("run") + 1].endswith("app.py")
+    out = infoscope("dashboard", str(runs), "--dry-run", "--host", "0.0.0.0", "--port", "9999")
+    cmd = out.stdout.split()
+    assert cmd[cmd.index("--server.address") + 1] == "0.0.0.0"
+    assert cmd[cmd.index("--server.port") + 1] == "9999"
+
+
+def test_dashboard_default_root_is_sample_runs(tmp_path):
+    (tmp_path / "sample_runs").mkdir()
+    out = infoscope("dashboard", "--dry-run", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    cmd = out.stdout.split()
+    assert cmd[cmd.index("--root") + 1] == str((tmp_path / "sample_runs").resolve())
+    out = infoscope("dashboard", str(tmp_path / "missing"), "--dry-run")
+    assert out.returncode == 2 and "root: expected a folder" in out.stderr
