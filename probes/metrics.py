@@ -306,10 +306,11 @@ def activation_stats(
     (0.5, 0.25)
     """
     zf = z if z.dtype in (torch.float32, torch.float64) else z.float()
+    dead = (zf == 0) if dead_tol == 0 else (zf.abs() <= dead_tol)
     out = {
         "act/mean": zf.mean(),
-        "act/std": zf.std(correction=0),
-        "act/dead_frac": (zf.abs() <= dead_tol).all(dim=0).to(zf.dtype).mean(),
+        "act/std": zf.std(correction=0),  # (torch.std_mean is slower on CPU)
+        "act/dead_frac": dead.all(dim=0).to(zf.dtype).mean(),
     }
     bounds = saturation_bounds if saturation_bounds is not None else _bounds_of(module)
     if bounds is not None:
@@ -452,48 +453,54 @@ register_metric(
 # ---------------------------------------------------------------- gradient and weight norms
 
 
-def _norms(model: nn.Module, layers: Mapping[str, nn.Module], what: str) -> dict[Any, Any]:
-    def tensors(module: nn.Module) -> list[torch.Tensor]:
-        if what == "grad":
-            return [p.grad.detach() for p in module.parameters() if p.grad is not None]
-        return [p.detach() for p in module.parameters()]
-
-    def norm(ts: list[torch.Tensor]) -> torch.Tensor | None:
-        if not ts:
-            return None
-        parts = [
-            torch.linalg.vector_norm(
-                t.float() if t.dtype not in (torch.float32, torch.float64) else t
-            )
-            for t in ts
-        ]
-        dev = parts[0].device
-        return torch.linalg.vector_norm(torch.stack([p.to(dev, torch.float64) for p in parts]))
-
+def _norms(
+    model: nn.Module, layers: Mapping[str, nn.Module], what: str, cache: dict
+) -> dict[Any, Any]:
+    params = list(model.parameters())
+    key = tuple(map(id, params))
+    if cache.get("key") != key:  # which parameters belong to which layer (once)
+        index = {id(p): i for i, p in enumerate(params)}
+        cache["key"] = key
+        cache["layers"] = {
+            name: [index[id(p)] for p in module.parameters() if id(p) in index]
+            for name, module in layers.items()
+        }
+    if what == "grad":
+        tensors = [p.grad for p in params]
+    else:
+        tensors = list(params)
+    present = [i for i, t in enumerate(tensors) if t is not None]
+    if not present:
+        return {}
+    ts = [tensors[i].detach() for i in present]
+    try:
+        norms = torch._foreach_norm(ts)  # one kernel launch per device and dtype
+    except (RuntimeError, TypeError, AttributeError):  # sparse or exotic tensors
+        norms = [torch.linalg.vector_norm(t) for t in ts]
+    dev = norms[0].device
+    dtype = torch.float32 if dev.type == "mps" else torch.float64
+    sq = torch.stack([n.to(dev, dtype) for n in norms]).square()
+    pos = {i: k for k, i in enumerate(present)}
     name = f"{what}/norm"
-    out: dict[Any, Any] = {}
-    total = norm(tensors(model))
-    if total is None:
-        return out
-    out[name] = total
-    for lname, module in layers.items():
-        v = norm(tensors(module))
-        if v is not None:
-            out[(name, lname)] = v
+    out: dict[Any, Any] = {name: sq.sum().sqrt()}
+    for lname, idx in cache["layers"].items():
+        sel = [pos[i] for i in idx if i in pos]
+        if sel:
+            out[(name, lname)] = sq[torch.tensor(sel, device=dev)].sum().sqrt()
     return out
 
 
-def _grad_norm(model: nn.Module, layers: Mapping[str, nn.Module]) -> dict[Any, Any]:
+def _grad_norm(model: nn.Module, layers: Mapping[str, nn.Module], cache: dict) -> dict[Any, Any]:
     """L2 norm of the gradients, per selected layer and for the whole model.
 
     Nothing is recorded when no parameter holds a gradient (e.g. after ``zero_grad``).
     """
-    return _norms(model, layers, "grad")
+    return _norms(model, layers, "grad", cache)
 
 
-def _weight_norm(model: nn.Module, layers: Mapping[str, nn.Module]) -> dict[Any, Any]:
+def _weight_norm(model: nn.Module, layers: Mapping[str, nn.Module], cache: dict) -> dict[Any, Any]:
     """L2 norm of the parameters, per selected layer and for the whole model."""
-    return _norms(model, layers, "weight")
+    return _norms(model, layers, "weight", cache)
 
 
 register_metric("grad_norm", _grad_norm, scope="model", outputs="grad/norm")
