@@ -41,7 +41,27 @@ _EXPORTS: dict[str, str] = {
     #
     # language models
     "token_entropy": "diagnostics.lm",
+    "token_stats": "diagnostics.lm",
+    "token_logprobs": "diagnostics.lm",
+    "topk_mass": "diagnostics.lm",
+    "topk_entropy": "diagnostics.lm",
+    "sum_squared_probs": "diagnostics.lm",
+    "perplexity": "diagnostics.lm",
+    "masked_mean": "diagnostics.lm",
+    "masked_quantiles": "diagnostics.lm",
+    "completion_entropy": "diagnostics.lm",
+    "entropy_advantage_covariance": "diagnostics.lm",
+    "positive_covariance_share": "diagnostics.lm",
+    "top_covariance_tokens": "diagnostics.lm",
+    "answer_entropy": "diagnostics.lm",
+    "fit_entropy_reward": "diagnostics.lm",
     "attention_entropy": "diagnostics.lm",
+    "detect_token_entropy_collapse": "diagnostics.lm_collapse",
+    "detect_over_optimisation": "diagnostics.lm_collapse",
+    "detect_positive_covariance": "diagnostics.lm_collapse",
+    "detect_attention_collapse": "diagnostics.lm_collapse",
+    "detect_entropic_overload": "diagnostics.lm_collapse",
+    "detect_lm_collapse": "diagnostics.lm_collapse",
     #
 }
 
