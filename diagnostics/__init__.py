@@ -63,6 +63,12 @@ _EXPORTS: dict[str, str] = {
     "detect_entropic_overload": "diagnostics.lm_collapse",
     "detect_lm_collapse": "diagnostics.lm_collapse",
     #
+    # online collapse detectors (representation, saturation, memorisation, info plane)
+    "CollapseDetector": "diagnostics.collapse",
+    "CollapseSettings": "diagnostics.collapse",
+    "CollapseAlert": "diagnostics.collapse",
+    "detect_collapse": "diagnostics.collapse",
+    #
 }
 
 __all__ = ["__version__", *_EXPORTS]

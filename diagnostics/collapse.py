@@ -60,6 +60,7 @@ from typing import Any
 
 __all__ = [
     "Alert",
+    "CollapseAlert",
     "CollapseSettings",
     "CollapseDetector",
     "detect_collapse",
@@ -544,6 +545,9 @@ class CompressionOnset(_Detector):
             )
         ]
 
+
+#: the alert record under its exported name (``diagnostics.CollapseAlert``)
+CollapseAlert = Alert
 
 #: indicator name -> detector class
 DETECTORS: dict[str, type[_Detector]] = {

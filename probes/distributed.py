@@ -17,7 +17,13 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["rank_and_world", "shard_bounds", "all_gather_meta", "all_gather_rows"]
+__all__ = [
+    "rank_and_world",
+    "shard_bounds",
+    "all_gather_meta",
+    "all_gather_rows",
+    "broadcast_flag",
+]
 
 
 def _dist():
@@ -72,3 +78,13 @@ def all_gather_rows(t: torch.Tensor, rows: list[int]) -> torch.Tensor:
     out = [torch.empty_like(local) for _ in range(dist.get_world_size())]
     dist.all_gather(out, local)
     return torch.cat([o[:r] for o, r in zip(out, rows)]).to(t.device)
+
+
+def broadcast_flag(flag: bool, device: torch.device) -> bool:
+    """Rank 0's ``flag`` on every rank (so that all ranks take the same branch)."""
+    dist = _dist()
+    t = torch.tensor([1 if flag else 0], dtype=torch.int64, device=device)
+    dev = _comm_device(t)
+    t = t.to(dev)
+    dist.broadcast(t, src=0)
+    return bool(t.item())

@@ -10,7 +10,8 @@ scopes exist:
 - ``scope="model"``: called once per record as ``fn(model, **context, **params)``; it
   returns ``{metric_name: value}`` (whole-model rows) or ``{(metric_name, layer): value}``.
 
-The function receives, among the context keywords, only those its signature names:
+The function receives, among the context keywords, only those its signature names
+explicitly (a ``**kwargs`` catch-all receives the user's options, not the context):
 
 ======================  =======================================================
 ``x``, ``y``            the probe inputs (flattened to ``(rows, -1)``) and labels,
@@ -49,7 +50,9 @@ name               records                                 calls
 =================  ======================================  ============================
 
 ``dse``, ``dsmi``, ``dsmi_x`` and ``info_plane`` are *slow*: by default they run at the
-monitor's slow cadence (ten times sparser than ``every``).
+monitor's slow cadence (ten times sparser than ``every``). These and the other
+estimator metrics (``effective_rank``, ``von_neumann``, ``alpha_req``) are *expensive*:
+the monitor's time ``budget`` may postpone them (see :class:`probes.monitor.Monitor`).
 """
 
 from __future__ import annotations
@@ -103,6 +106,7 @@ class MetricDef:
     scope: str
     outputs: tuple[str, ...]
     slow: bool
+    expensive: bool
     requires: tuple[str, ...]
     description: str
     context: frozenset[str] = field(default_factory=frozenset)
@@ -142,6 +146,7 @@ def register_metric(
     scope: str = "layer",
     outputs: tuple[str, ...] | list[str] | str | None = None,
     slow: bool = False,
+    expensive: bool | None = None,
     requires: tuple[str, ...] | list[str] | str = (),
     description: str | None = None,
     overwrite: bool = False,
@@ -150,7 +155,8 @@ def register_metric(
 
     ``outputs`` names what it records (a scalar return value is recorded under
     ``outputs[0]``, or ``name`` when ``outputs`` is not given); ``slow=True`` puts it on
-    the monitor's slow cadence by default; ``requires`` lists modules that must be
+    the monitor's slow cadence by default; ``expensive`` (default: ``slow``) lets the
+    monitor's time ``budget`` postpone it; ``requires`` lists modules that must be
     importable (a default metric whose module is missing is dropped with a warning, an
     explicitly requested one raises). Re-registering a name needs ``overwrite=True``.
 
@@ -168,6 +174,7 @@ def register_metric(
             scope=scope,
             outputs=outputs,
             slow=slow,
+            expensive=expensive,
             requires=requires,
             description=description,
             overwrite=overwrite,
@@ -214,8 +221,6 @@ def register_metric(
                     needs.add(p.name)
             else:
                 params.add(p.name)
-    if var_kw:
-        context = set(context_names)
     doc = description
     if doc is None:
         doc = (inspect.getdoc(fn) or "").split("\n\n")[0].replace("\n", " ")
@@ -225,6 +230,7 @@ def register_metric(
         scope=scope,
         outputs=tuple(outputs) if outputs else (name,),
         slow=bool(slow),
+        expensive=bool(slow) if expensive is None else bool(expensive),
         requires=tuple(requires),
         description=doc,
         context=frozenset(context),
@@ -407,10 +413,18 @@ def _dsmi_x(
 
 _SPECTRAL = ("diagnostics.spectral",)
 register_metric(
-    "effective_rank", _effective_rank, outputs="repr/effective_rank", requires=_SPECTRAL
+    "effective_rank",
+    _effective_rank,
+    outputs="repr/effective_rank",
+    expensive=True,
+    requires=_SPECTRAL,
 )
-register_metric("von_neumann", _von_neumann, outputs="repr/von_neumann", requires=_SPECTRAL)
-register_metric("alpha_req", _alpha_req, outputs="repr/alpha_req", requires=_SPECTRAL)
+register_metric(
+    "von_neumann", _von_neumann, outputs="repr/von_neumann", expensive=True, requires=_SPECTRAL
+)
+register_metric(
+    "alpha_req", _alpha_req, outputs="repr/alpha_req", expensive=True, requires=_SPECTRAL
+)
 register_metric("dse", _dse, outputs="repr/dse", slow=True, requires=_SPECTRAL)
 register_metric("dsmi", _dsmi_y, outputs="repr/dsmi_y", slow=True, requires=_SPECTRAL)
 register_metric("dsmi_x", _dsmi_x, outputs="repr/dsmi_x", slow=True, requires=_SPECTRAL)

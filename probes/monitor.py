@@ -26,6 +26,12 @@ own forward (the last one before ``step``), then are removed. Pass ``labels=`` /
 At steps where nothing is recorded no hook is registered and ``step`` costs a few
 cadence checks (and buffering the scalars passed to it, without a device sync).
 
+The estimators are expensive next to a small model's training step (an SVD or an
+``n x n`` eigendecomposition per layer), so by default the monitor keeps its share of
+the wall time near ``budget=0.05``: an expensive metric that falls due while the probes
+have used more than 5% of the time since the first step is postponed to its next due
+step. ``budget=None`` records exactly at the cadences.
+
 Metrics, cadences and defaults
 ------------------------------
 ``metrics`` names registered metrics (:mod:`probes.metrics`): a list of names, or a
@@ -244,6 +250,16 @@ class Monitor:
         as ``train/loss``).
     retry_seconds:
         After a failed write to the run log, the least time before the next attempt.
+    budget:
+        The most wall time, as a fraction of the training time since the first
+        :meth:`step`, that the probes may take before *expensive* metrics (the
+        estimators: effective rank, DSE, DSMI, information plane, ...) are postponed: a
+        due expensive metric runs only while the monitor's share is within the budget
+        (each runs at least once), otherwise it waits for its next due step (event
+        ``probe_deferred`` the first time; counts in :attr:`deferred`). Cheap metrics
+        (activation statistics, norms) always follow their cadence. ``None`` records
+        exactly at the cadences. Default 0.05. On a GPU the share includes waiting for
+        kernels queued before a record.
     """
 
     def __init__(
@@ -272,6 +288,7 @@ class Monitor:
         disable_after: int = 3,
         scalar_prefix: str = "train/",
         retry_seconds: float = 30.0,
+        budget: float | None = 0.05,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
@@ -297,6 +314,10 @@ class Monitor:
             )
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise TypeError(f"seed: expected an integer, got {seed!r}")
+        if budget is not None and (
+            isinstance(budget, bool) or not isinstance(budget, (int, float)) or not 0 < budget
+        ):
+            raise ValueError(f"budget: expected a number > 0 or None, got {budget!r}")
         if not isinstance(disable_after, int) or disable_after < 1:
             raise ValueError(f"disable_after: expected an integer >= 1, got {disable_after!r}")
 
@@ -331,6 +352,11 @@ class Monitor:
         self._write_blocked_until = 0.0
         self._dropped_rows = 0
         self._write_failed = False
+        self.budget = None if budget is None else float(budget)
+        self._t_first: float | None = None  # first step() call (wall clock)
+        self._t_monitor = 0.0  # wall time spent inside the monitor since then
+        self._expensive_ran = False
+        self.deferred: dict[str, int] = {}  # metric -> records postponed by the budget
 
         # ---- probe batch (probe mode): on the model's device, subsampled once
         self._x_all: torch.Tensor | None = None
@@ -510,6 +536,7 @@ class Monitor:
             "world_size": self.world_size,
             "probe_rows": getattr(self, "_n_probe", None),
             "collapse": None if self.collapse is None else self.collapse.settings_dict(),
+            "budget": self.budget,
         }
         values: dict[str, Any] = {
             "probes": probes_meta,
@@ -549,6 +576,9 @@ class Monitor:
         """
         if self._closed:
             raise RuntimeError("Monitor.step: the monitor is closed")
+        t_in = time.perf_counter()
+        if self._t_first is None:
+            self._t_first = t_in
         step = int(step)
         if scalars and self.rank == 0:
             self._buffer(step, {self.scalar_prefix + k: v for k, v in scalars.items()})
@@ -557,6 +587,8 @@ class Monitor:
         self._last_step = step
         due = [a for a in self._metrics if a.cadence.due(step)]
         out: dict[tuple[str, str | None], float] = {}
+        if due and self.budget is not None:
+            due = self._apply_budget(step, due, t_in)
         if due:
             out = self._record(step, due, labels=labels, inputs=inputs)
         elif len(self._pending) >= _MAX_PENDING_SCALARS:
@@ -570,7 +602,39 @@ class Monitor:
                 self._arm(names, until=step + self._stride)
             else:
                 self._disarm()
+        self._t_monitor += time.perf_counter() - t_in
         return out
+
+    def _apply_budget(self, step: int, due: list[_Active], now: float) -> list[_Active]:
+        """Drop the expensive metrics from ``due`` while the monitor's share of the time
+        since the first step is over ``budget`` (rank 0 decides for every rank)."""
+        if not any(a.defn.expensive for a in due):
+            return due
+        train = (now - self._t_first) - self._t_monitor
+        allow = not self._expensive_ran or self._t_monitor <= self.budget * max(train, 0.0)
+        if self.world_size > 1:
+            allow = _dist.broadcast_flag(allow, self.device)
+        if allow:
+            self._expensive_ran = True
+            return due
+        kept = []
+        for a in due:
+            if not a.defn.expensive:
+                kept.append(a)
+                continue
+            n = self.deferred.get(a.key, 0) + 1
+            self.deferred[a.key] = n
+            if n == 1 and self.rank == 0:
+                self._event(
+                    step,
+                    "probe_deferred",
+                    f"{a.defn.name} postponed: the probes already took more than "
+                    f"{self.budget:.0%} of the training time (Monitor(budget=...)); it runs "
+                    "again at a due step once the share is below the budget",
+                    source=a.defn.name,
+                    detail={"metric": a.key, "budget": self.budget},
+                )
+        return kept
 
     def begin_step(self, step: int) -> None:
         """Live mode: arm the hooks when ``step`` will be recorded (integrations call
@@ -589,6 +653,7 @@ class Monitor:
         before an optimizer clears the gradients) and use them when ``step`` records."""
         if self._closed or self.rank != 0:
             return
+        t_in = time.perf_counter()
         step = int(step)
         due = [a for a in self._model_metrics if a.cadence.due(step)]
         if not due:
@@ -597,6 +662,7 @@ class Monitor:
         for act in due:
             self._run_model_metric(step, act, rows)
         self._stash = (step, rows, {a.key for a in due})
+        self._t_monitor += time.perf_counter() - t_in
 
     def record(self, step: int, *, labels: Any = None, inputs: Any = None) -> dict:
         """Record every metric now, whatever the cadence (live mode: from the last

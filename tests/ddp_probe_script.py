@@ -36,7 +36,8 @@ def main() -> None:
     if distributed:
         dist.init_process_group("gloo")
     rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
-    register_metric("test/order", order_sensitive, overwrite=True)
+    # expensive: the time budget's decision is broadcast from rank 0 at every record
+    register_metric("test/order", order_sensitive, expensive=True, overwrite=True)
 
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 3))
@@ -50,11 +51,11 @@ def main() -> None:
     metrics = ["act_stats", "grad_norm", "weight_norm", "test/order"]
     probe = Monitor(
         net, out / "probe", layers=["1", "3"], probe_inputs=probe_x, probe_labels=probe_y,
-        every=2, metrics=metrics, max_rows=40, collapse=False,
+        every=2, metrics=metrics, max_rows=40, collapse=False, budget=1000.0,
     )  # fmt: skip
     live = Monitor(
         net, out / "live", layers=["1", "3"], every=2, max_rows=48, collapse=False,
-        metrics=["act_stats", "test/order"],
+        metrics=["act_stats", "test/order"], budget=None,
     )  # fmt: skip
     for step in range(5):
         xs, ys = x.tensor_split(world)[rank], y.tensor_split(world)[rank]

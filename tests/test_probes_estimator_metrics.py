@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import warnings
 
 import pytest
 import torch
@@ -79,17 +80,26 @@ def test_spectral_metrics_equal_the_estimator(metric, output, call):
         assert out[(output, layer)] == pytest.approx(want, rel=1e-6, abs=1e-9)
 
 
-def test_dsmi_x_clusters_inputs_once():
+def test_dsmi_x_clusters_inputs_once(monkeypatch):
     _needs("diagnostics.spectral")
     import diagnostics
 
+    calls = []
+    real = diagnostics.cluster_reference
+
+    def counting(reference, **kw):
+        calls.append(reference.shape)
+        return real(reference, **kw)
+
+    monkeypatch.setattr(diagnostics, "cluster_reference", counting)
     model = _model()
     x, y = _probe()
     mon = Monitor(model, None, layers=["3"], probe_inputs=x, every=1,
-                  metrics={"dsmi_x": {"n_clusters": 4}})  # fmt: skip
-    out = [mon.step(s) for s in range(2)]
+                  metrics={"dsmi_x": {"n_clusters": 4, "every": 1}}, budget=None)  # fmt: skip
+    out = [mon.step(s) for s in range(3)]
     mon.close()
-    clusters = diagnostics.cluster_reference(x, n_clusters=4)
+    assert calls == [x.shape]  # the inputs are clustered once, reused at every record
+    clusters = real(x, n_clusters=4)
     z = _acts(model, x)["3"]
     want = diagnostics.diffusion_spectral_mutual_information(
         z, x, sigma=10.0, t=1, max_n=10000, seed=0, clusters=torch.as_tensor(clusters)
@@ -127,23 +137,17 @@ def test_defaults_include_estimators_that_exist():
     assert "dsmi" not in default_metrics(has_x=False, has_y=False)
     model = _model()
     x, y = _probe()
-    with pytest.warns() if importlib.util.find_spec("diagnostics.spectral") is None else _nowarn():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         mon = Monitor(model, None, probe_inputs=x, probe_labels=y)
     active = {a.defn.name for a in mon._metrics}
     mon.close()
     assert {"act_stats", "grad_norm", "weight_norm"} <= active
     have_spectral = importlib.util.find_spec("diagnostics.spectral") is not None
+    have_mi = importlib.util.find_spec("diagnostics.mi") is not None
     assert ("effective_rank" in active) == have_spectral
-    assert ("dse" in active) == have_spectral
-
-
-class _nowarn:
-    def __enter__(self):
-        import warnings
-
-        self._cm = warnings.catch_warnings()
-        self._cm.__enter__()
-        warnings.simplefilter("error", RuntimeWarning)
-
-    def __exit__(self, *exc):
-        return self._cm.__exit__(*exc)
+    assert ("dse" in active) == ("dsmi" in active) == have_spectral
+    assert ("info_plane" in active) == have_mi
+    # a default left out says so, once per metric
+    missing = [str(w.message) for w in caught if "left out of the defaults" in str(w.message)]
+    assert len(missing) == (0 if have_spectral else 4) + (0 if have_mi else 1)

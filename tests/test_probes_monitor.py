@@ -162,7 +162,7 @@ def test_per_metric_cadence_and_slow_default(tmp_path):
 
     try:
         mon = Monitor(
-            model, None, layers=["1"], probe_inputs=x, every=2,
+            model, None, layers=["1"], probe_inputs=x, every=2, budget=None,
             metrics={"act_stats": {"every": Steps([1, 5])}, "test/slow_metric": None},
         )  # fmt: skip
         recorded = {}
@@ -617,3 +617,41 @@ def test_every_accepts_cadences():
     mon = Monitor(mlp(), None, probe_inputs=data()[0], every=Every(4, start=2),
                   metrics=["act_stats"])  # fmt: skip
     assert [s for s in range(12) if mon.step(s)] == [2, 6, 10]
+
+
+def test_budget_postpones_expensive_metrics(tmp_path, monkeypatch):
+    """A fake clock: each training step takes 1 s, the expensive metric 0.5 s; with a 5%
+    budget it runs about once per ten steps, cheap metrics every step."""
+    import time as time_module
+
+    clock = [1000.0]
+    monkeypatch.setattr(time_module, "perf_counter", lambda: clock[0])
+
+    def expensive(z):
+        clock[0] += 0.5
+        return z.std()
+
+    register_metric("test/expensive", expensive, expensive=True, overwrite=True)
+    try:
+        mon = Monitor(mlp(), tmp_path, layers=["1"], probe_inputs=data()[0], every=1,
+                      metrics=["act_stats", "test/expensive"], budget=0.05)  # fmt: skip
+        ran, cheap = [], []
+        for s in range(100):
+            clock[0] += 1.0  # the user's training step
+            out = mon.step(s)
+            cheap.append(("act/mean", "1") in out)
+            if ("test/expensive", "1") in out:
+                ran.append(s)
+        mon.close()
+    finally:
+        unregister_metric("test/expensive")
+    assert all(cheap)  # cheap metrics keep their cadence
+    assert ran[0] == 0  # each expensive metric runs at least once
+    assert 8 <= len(ran) <= 12, ran  # about budget * time / cost
+    share = 0.5 * len(ran) / 100.0
+    assert share <= 0.05 + 0.5 / 100  # within one run of the budget
+    assert mon.deferred["test/expensive"] == 100 - len(ran)
+    with open_run(tmp_path) as r:
+        ev = r.events()
+        assert r.meta["probes"]["budget"] == 0.05
+    assert list(ev.kind) == ["probe_deferred"]  # said once, not at every postponement
