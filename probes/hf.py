@@ -9,8 +9,8 @@ The callback builds a :class:`~probes.monitor.Monitor` on the trainer's model wh
 training begins and uses ``state.global_step`` (optimizer steps) as the step:
 
 - ``on_step_begin``: live mode arms its hooks when the coming step records;
-- ``on_pre_optimizer_step``: gradient norms are taken (the Trainer clears the
-  gradients before ``on_step_end``);
+- ``on_pre_optimizer_step``: gradient norms are taken (after the Trainer's gradient
+  clipping; it clears the gradients before ``on_step_end``);
 - ``on_step_end``: ``monitor.step``;
 - ``on_log``: the Trainer's logs are written too (``loss`` -> ``train/loss``,
   ``eval_loss`` -> ``val/loss``, other keys under ``train/``), so the collapse detectors
