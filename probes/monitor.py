@@ -154,6 +154,8 @@ def _map_batch(inputs: Any, fn: Callable[[torch.Tensor], torch.Tensor], n: int) 
 def _to_device(inputs: Any, device: torch.device) -> Any:
     if isinstance(inputs, torch.Tensor):
         return inputs.to(device)
+    if type(inputs).__module__ == "numpy" and hasattr(inputs, "dtype"):  # numpy arrays
+        return _as_tensor(inputs, "probe_inputs").to(device)
     if isinstance(inputs, Mapping):
         mapped = {k: _to_device(v, device) for k, v in inputs.items()}
         try:

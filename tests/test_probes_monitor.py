@@ -609,6 +609,18 @@ def test_user_owned_writer_stays_open(tmp_path):
         assert "act/mean" in r.metrics() and "train/loss" in r.metrics()
 
 
+def test_numpy_probe_batch():
+    x, y = data()
+    mon = Monitor(mlp(), None, layers=["1"], probe_inputs=x.numpy(), probe_labels=y.numpy(),
+                  every=1, metrics=["act_stats"])  # fmt: skip
+    out = mon.step(0)
+    mon.close()
+    with Monitor(mlp(), None, layers=["1"], probe_inputs=x, every=1, metrics=["act_stats"]) as m2:
+        same = m2.step(0)
+    for key in [("act/mean", "1"), ("act/std", "1"), ("act/saturated_frac", "1")]:
+        assert out[key] == same[key]
+
+
 def test_every_accepts_cadences():
     mon = Monitor(mlp(), None, probe_inputs=data()[0], every="log", metrics=["act_stats"])
     got = [s for s in range(30) if mon.step(s)]
