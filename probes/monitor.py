@@ -996,7 +996,10 @@ class Monitor:
             ctx = self._context(act, lname, z, idx, x_all, y_all)
             if ctx is None:
                 return
-            result = act.defn.fn(z, **ctx, **act.params)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                result = act.defn.fn(z, **ctx, **act.params)
+            self._relay_warnings(act, lname, caught)
             produced = self._outputs(act, result, lname)
         except Exception as exc:
             self._failure(step, f"{act.defn.name}:{lname}", exc, metric=act.key, layer=lname)
@@ -1020,7 +1023,10 @@ class Monitor:
             if k in want
         }
         try:
-            result = act.defn.fn(self._fwd_model, **ctx, **act.params)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                result = act.defn.fn(self._fwd_model, **ctx, **act.params)
+            self._relay_warnings(act, None, caught)
             produced = self._outputs(act, result, None)
         except Exception as exc:
             self._failure(step, act.defn.name, exc, metric=act.key)
@@ -1042,11 +1048,22 @@ class Monitor:
         return out
 
     # ------------------------------------------------------------------ failures & output
-    def _warn_once(self, key: Any, message: str) -> None:
+    def _relay_warnings(self, act: _Active, lname: str | None, caught: list) -> None:
+        """An estimator's warnings, once per metric and warning category (a metric runs
+        at every record: its warnings would otherwise repeat all through training)."""
+        for w in caught:
+            where = f" on layer {lname}" if lname is not None else ""
+            self._warn_once(
+                ("metric-warning", act.key, w.category),
+                f"{act.defn.name}{where}: {w.message} (repeats of this warning are not shown)",
+                category=w.category,
+            )
+
+    def _warn_once(self, key: Any, message: str, category: type = RuntimeWarning) -> None:
         if key in self._warned:
             return
         self._warned.add(key)
-        warnings.warn(message, RuntimeWarning, stacklevel=4)
+        warnings.warn(message, category, stacklevel=4)
 
     def _failure(
         self,

@@ -667,3 +667,24 @@ def test_budget_postpones_expensive_metrics(tmp_path, monkeypatch):
         ev = r.events()
         assert r.meta["probes"]["budget"] == 0.05
     assert list(ev.kind) == ["probe_deferred"]  # said once, not at every postponement
+
+
+def test_estimator_warnings_are_relayed_once():
+    def noisy(z):
+        warnings.warn(f"{int(z.shape[0])} values clipped", UserWarning, stacklevel=1)
+        return z.mean()
+
+    register_metric("test/noisy", noisy, overwrite=True)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            mon = Monitor(mlp(), None, layers=["1", "4"], probe_inputs=data()[0], every=1,
+                          metrics=["test/noisy"])  # fmt: skip
+            for s in range(4):
+                mon.step(s)
+            mon.close()
+    finally:
+        unregister_metric("test/noisy")
+    relayed = [w for w in caught if "values clipped" in str(w.message)]
+    assert len(relayed) == 1 and relayed[0].category is UserWarning
+    assert "test/noisy on layer 1" in str(relayed[0].message)
