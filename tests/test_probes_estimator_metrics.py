@@ -150,4 +150,4 @@ def test_defaults_include_estimators_that_exist():
     assert ("info_plane" in active) == have_mi
     # a default left out says so, once per metric
     missing = [str(w.message) for w in caught if "left out of the defaults" in str(w.message)]
-    assert len(missing) == (0 if have_spectral else 4) + (0 if have_mi else 1)
+    assert len(missing) == (0 if have_spectral else 3) + (0 if have_mi else 1)
