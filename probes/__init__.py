@@ -1,12 +1,13 @@
-"""infoscope probes: attach to a live torch model and record what its layers know.
+"""infoscope probes: attach to a live torch model and record what its layers know::
 
->>> from probes import Monitor                                   # doctest: +SKIP
->>> monitor = Monitor(model, "runs/exp1", layers=["encoder.*", torch.nn.Linear],
-...                   probe_inputs=x_val, probe_labels=y_val, every=100)
->>> for step, batch in enumerate(loader):
-...     ...  # the user's own forward / backward / optimizer step
-...     monitor.step(step, loss=loss)
->>> monitor.close()
+    from probes import Monitor
+
+    monitor = Monitor(model, "runs/exp1", layers=["encoder.*", torch.nn.Linear],
+                      probe_inputs=x_val, probe_labels=y_val, every=100)
+    for step, batch in enumerate(loader):
+        ...  # the user's own forward / backward / optimizer step
+        monitor.step(step, loss=loss)
+    monitor.close()
 
 Modules: :mod:`probes.monitor` (the Monitor), :mod:`probes.layers` (layer names and
 selection), :mod:`probes.capture` (hooks, output extraction, sequence reduction),

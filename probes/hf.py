@@ -1,9 +1,11 @@
 """Hugging Face integration: :class:`InfoscopeTrainerCallback` (extra ``infoscope[hf]``).
 
->>> from probes.hf import InfoscopeTrainerCallback            # doctest: +SKIP
->>> trainer = Trainer(model=model, args=args, train_dataset=ds,
-...                   callbacks=[InfoscopeTrainerCallback("runs/exp1", every=50,
-...                                                       layers="*.layer.*")])
+Usage::
+
+    from probes.hf import InfoscopeTrainerCallback
+
+    trainer = Trainer(model=model, args=args, train_dataset=ds, callbacks=[
+        InfoscopeTrainerCallback("runs/exp1", every=50, layers="bert.encoder.layer.*")])
 
 The callback builds a :class:`~probes.monitor.Monitor` on the trainer's model when
 training begins and uses ``state.global_step`` (optimizer steps) as the step:

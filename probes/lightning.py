@@ -1,8 +1,11 @@
 """PyTorch Lightning integration: :class:`InfoscopeCallback` (extra ``infoscope[lightning]``).
 
->>> from probes.lightning import InfoscopeCallback            # doctest: +SKIP
->>> trainer = lightning.Trainer(callbacks=[InfoscopeCallback("runs/exp1", every=50,
-...                             probe_inputs=x_val, probe_labels=y_val)])
+Usage::
+
+    from probes.lightning import InfoscopeCallback
+
+    trainer = lightning.Trainer(callbacks=[InfoscopeCallback(
+        "runs/exp1", every=50, probe_inputs=x_val, probe_labels=y_val)])
 
 The callback builds a :class:`~probes.monitor.Monitor` on the LightningModule when
 fitting starts (after the strategy moved it to its device and set up DDP), and uses

@@ -23,6 +23,11 @@ next step is due; integrations call :meth:`Monitor.begin_step`) and capture the 
 own forward (the last one before ``step``), then are removed. Pass ``labels=`` /
 ``inputs=`` to :meth:`Monitor.step` for metrics that need them.
 
+With ``torch.compile``, probe mode runs the original (uncompiled) module; live mode's
+hooks change what the compiled graph guards on, so adding and removing them can
+trigger recompilation: prefer probe mode there. Under FSDP the probe forward runs
+through the wrapper (every rank takes part, as in training).
+
 At steps where nothing is recorded no hook is registered and ``step`` costs a few
 cadence checks (and buffering the scalars passed to it, without a device sync).
 
