@@ -25,6 +25,22 @@ _EXPORTS: dict[str, str] = {
     # mutual information and entropy
     "mutual_information": "diagnostics.mi",
     "entropy": "diagnostics.mi",
+    "ksg_mi": "diagnostics.mi",
+    "binning_mi": "diagnostics.mi",
+    "kde_mi": "diagnostics.mi",
+    "renyi_mi": "diagnostics.mi",
+    "cs_mi": "diagnostics.mi",
+    "cca_mi": "diagnostics.mi",
+    "kl_entropy": "diagnostics.mi",
+    "weighted_kl_entropy": "diagnostics.mi",
+    "bsy_weights": "diagnostics.mi",
+    "binning_entropy": "diagnostics.mi",
+    "discrete_entropy": "diagnostics.mi",
+    "kde_entropy": "diagnostics.mi",
+    "renyi_entropy": "diagnostics.mi",
+    "discretize": "diagnostics.mi",
+    "MI_METHODS": "diagnostics.mi",
+    "ENTROPY_METHODS": "diagnostics.mi",
     #
     # spectral diagnostics
     "diffusion_spectral_entropy": "diagnostics.spectral",
@@ -62,6 +78,13 @@ _EXPORTS: dict[str, str] = {
     "detect_attention_collapse": "diagnostics.lm_collapse",
     "detect_entropic_overload": "diagnostics.lm_collapse",
     "detect_lm_collapse": "diagnostics.lm_collapse",
+    #
+    # figure builders (DataFrame -> plotly Figure; used by the dashboard)
+    "line_figure": "diagnostics.figures",
+    "info_plane_figure": "diagnostics.figures",
+    "heatmap_figure": "diagnostics.figures",
+    "minmax_indices": "diagnostics.figures",
+    "smooth_ema": "diagnostics.figures",
     #
     # online collapse detectors (representation, saturation, memorisation, info plane)
     "CollapseDetector": "diagnostics.collapse",

@@ -76,7 +76,11 @@ def _runs(p: argparse.ArgumentParser) -> Handler:
             for lo, hi in zip(show.pop("first_step"), show.pop("last_step"))
         ]
         show.insert(3, "steps", steps)
-        show = show.drop(columns=["created"]).fillna("")
+        show = show.drop(columns=["created"])
+        for col in ("rows", "metrics", "alerts", "warnings", "collapsed", "failures"):
+            show[col] = show[col].astype("Int64")
+        show = show.astype(object)
+        show = show.where(show.notna(), "")
         print(show.to_string(index=False))
         for _, row in table[table["error"].notna()].iterrows():
             print(f"! {row['run']}: {row['error']}", file=sys.stderr)

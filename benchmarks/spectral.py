@@ -1,0 +1,143 @@
+"""Benchmark: diffusion spectral entropy / mutual information against dse-dsmi 1.1.
+
+Run from the repository root::
+
+    python benchmarks/spectral.py            # N in {1000, 2000, 4000}, D = 128
+    python benchmarks/spectral.py --quick    # N in {500, 1000}, one repeat
+
+Data: 10 Gaussian blobs in D = 128 (unit within-blob noise, centres drawn with scale
+2, so that dse-dsmi's default sigma = 10 sees both within- and between-blob structure),
+labels = blob index. For each N it times, in the same run, dse-dsmi's
+``diffusion_spectral_entropy`` and ``diffusion_spectral_mutual_information`` (10
+classes) and ours (exact float64, float32, leading-eigenvalue ``top_k``), prints the
+values side by side (bits) and the speed ratio official / ours. Times are the minimum
+over ``--repeats`` runs; the machine may be shared, so they are noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from diagnostics.spectral import (  # noqa: E402
+    diffusion_spectral_entropy,
+    diffusion_spectral_mutual_information,
+)
+
+
+def blobs(n: int, d: int, k: int = 10, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(scale=2.0, size=(k, d))
+    y = np.arange(n) % k
+    return centres[y] + rng.normal(size=(n, d)), y
+
+
+def timed(repeats: int, fn, *args, **kwargs) -> tuple[float, float, float]:
+    """(min wall seconds, min CPU seconds of this process, value) over ``repeats`` calls."""
+    best, best_cpu, value = math.inf, math.inf, math.nan
+    for _ in range(repeats):
+        t0, c0 = time.perf_counter(), time.process_time()
+        out = fn(*args, **kwargs)
+        value = float(out[0] if isinstance(out, tuple) else out)
+        best = min(best, time.perf_counter() - t0)
+        best_cpu = min(best_cpu, time.process_time() - c0)
+    return best, best_cpu, value
+
+
+def run_size(n: int, dim: int, top_k: int, repeats: int) -> list[tuple]:
+    """Rows (what, N, implementation, wall s, cpu s, value in bits, is_reference)."""
+    import dse_dsmi
+
+    x, y = blobs(n, dim)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    dse, dsmi = diffusion_spectral_entropy, diffusion_spectral_mutual_information
+    cases = [
+        ("DSE", "dse-dsmi", dse_dsmi.diffusion_spectral_entropy, (x,), {}),
+        ("DSE", "ours float64", dse, (xt,), {"base": 2}),
+        ("DSE", "ours float32", dse, (xt,), {"base": 2, "dtype": torch.float32}),
+        ("DSE", f"ours top_k={top_k}", dse, (xt,), {"base": 2, "top_k": top_k}),
+        ("DSMI", "dse-dsmi", dse_dsmi.diffusion_spectral_mutual_information, (x, y), {}),
+        ("DSMI", "ours float64", dsmi, (xt, yt), {"base": 2}),
+        ("DSMI", "ours float32", dsmi, (xt, yt), {"base": 2, "dtype": torch.float32}),
+    ]
+    rows = []
+    for what, impl, fn, a, kw in cases:
+        wall, cpu, value = timed(repeats, fn, *a, **kw)
+        rows.append((what, n, impl, wall, cpu, value, impl == "dse-dsmi"))
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="N in {500, 1000}, one repeat")
+    ap.add_argument("--sizes", type=int, nargs="*", help="sample sizes N (default 1000 2000 4000)")
+    ap.add_argument("--dim", type=int, default=128)
+    ap.add_argument(
+        "--repeats", type=int, default=None, help="timing repeats (default 2; 1 with --quick)"
+    )
+    ap.add_argument(
+        "--top-k",
+        type=int,
+        default=None,
+        help="top_k for the leading-eigenvalue mode (default N // 10)",
+    )
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="BLAS/LAPACK threads for both torch and numpy (default: leave as configured)",
+    )
+    args = ap.parse_args()
+    if args.threads:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(args.threads)
+        torch.set_num_threads(args.threads)
+    sizes = args.sizes or ([500, 1000] if args.quick else [1000, 2000, 4000])
+    repeats = args.repeats or (1 if args.quick else 2)
+
+    import dse_dsmi
+
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} torch threads, "
+        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; "
+        f"D = {args.dim}, 10 blobs, sigma = 10, t = 1; times: min of {repeats}; values in bits"
+    )
+    x0, _ = blobs(200, args.dim)
+    diffusion_spectral_entropy(x0)  # warm-up (first-call overheads)
+    dse_dsmi.diffusion_spectral_entropy(x0)
+
+    rows = []
+    for n in sizes:
+        rows += run_size(n, args.dim, args.top_k or max(50, n // 10), repeats)
+        print(f"  N = {n} done", flush=True)
+
+    print(f"load average at the end: {os.getloadavg()[0]:.1f}")
+    print()
+    print(
+        f"{'what':5s} {'N':>5s} {'implementation':16s} {'wall s':>7s} {'speed-up':>8s} "
+        f"{'cpu s':>7s} {'cpu ratio':>9s} {'value (bits)':>16s} {'- official':>10s}"
+    )
+    ref: dict[tuple[str, int], tuple[float, float, float]] = {}
+    for what, n, impl, wall, cpu, value, is_ref in rows:
+        if is_ref:
+            ref[(what, n)] = (wall, cpu, value)
+        r_wall, r_cpu, r_value = ref[(what, n)]
+        diff = "" if is_ref else f"{value - r_value:+.1e}"
+        print(
+            f"{what:5s} {n:5d} {impl:16s} {wall:7.3f} {r_wall / wall:7.2f}x "
+            f"{cpu:7.3f} {r_cpu / cpu:8.2f}x {value:16.10f} {diff:>10s}"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,356 @@
+"""The dashboard in Streamlit's AppTest: every page on synthetic runs, empty states, broken
+files, URL state, live tailing, and no torch import."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from diagnostics.runlog import RunReader, RunWriter, open_run
+from tests.plotly_spec import names, specs
+from tests.synthetic_runs import IB_STEPS
+
+APP = Path(__file__).resolve().parent.parent / "app.py"
+ALL = ["ib/tanh", "ib/relu", "lm/grpo", "bad"]
+PAGES = {
+    "runs": "app_pages/runs.py",
+    "information-plane": "app_pages/information_plane.py",
+    "representations": "app_pages/representations.py",
+    "language-model": "app_pages/language_model.py",
+    "collapse": "app_pages/collapse.py",
+    "compare": "app_pages/compare.py",
+}
+
+
+def open_page(root, page, monkeypatch, **params) -> AppTest:
+    monkeypatch.setenv("INFOSCOPE_ROOT", str(root))
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    for key, value in params.items():
+        at.query_params[key] = value
+    at.run()
+    if page != "runs":
+        at.switch_page(PAGES[page]).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def texts(at) -> str:
+    parts = [e.value for e in (*at.markdown, *at.caption, *at.info, *at.error, *at.warning)]
+    return "\n".join(str(p) for p in parts)
+
+
+def logged(root, run, metric, layer=None):
+    with open_run(root / run) as r:
+        df = r.scalars(metrics=[metric])
+    if layer is not None:
+        df = df[df["layer"] == layer]
+    return df.sort_values("step")
+
+
+# ------------------------------------------------------------------------ pages
+@pytest.mark.parametrize("page", list(PAGES))
+def test_every_page_renders_and_reports_the_broken_run(runs_root, monkeypatch, page):
+    at = open_page(runs_root, page, monkeypatch, run=ALL)
+    errors = [e.value for e in at.error]
+    assert any("bad" in e and "not an infoscope run" in e for e in errors), errors
+    if page != "runs":
+        assert specs(at), f"{page}: no chart"
+
+
+def test_runs_page_lists_every_run_and_explains_unreadable_ones(runs_root, monkeypatch):
+    at = open_page(runs_root, "runs", monkeypatch, run=["ib/tanh"])
+    table = at.dataframe[0].value
+    assert set(table["run"]) == {"bad", "foreign", "ib/relu", "ib/tanh", "lm/grpo"}
+    assert set(table.loc[table["run"].isin(["bad", "foreign"]), "status"]) == {"unreadable"}
+    assert table.loc[table["run"] == "lm/grpo", "collapsed"].item() == 1
+    errors = "\n".join(e.value for e in at.error)
+    assert "foreign" in errors and "no 'meta' table" in errors
+    assert "not a database" in errors
+    # details of the picked run: metadata and the metrics present
+    body = texts(at)
+    assert "info_plane/binning/I_XT" in body and "repr/dse" in body
+
+
+def test_information_plane_bits_by_default_and_nats_on_request(runs_root, monkeypatch):
+    at = open_page(runs_root, "information-plane", monkeypatch, run=["ib/tanh", "ib/relu"])
+    (spec,) = specs(at)
+    layers = [f"layers.{i}" for i in range(5)]
+    assert names(spec)[:5] == layers and names(spec)[5:10] == layers  # two runs side by side
+    assert spec["layout"]["xaxis"]["title"]["text"] == "I(X;T) (bits)"
+    xt = logged(runs_root, "ib/tanh", "info_plane/binning/I_XT", "layers.2")["value"].to_numpy()
+    ty = logged(runs_root, "ib/tanh", "info_plane/binning/I_TY", "layers.2")["value"].to_numpy()
+    trace = spec["data"][2]
+    np.testing.assert_allclose(trace["x"], xt / math.log(2))
+    np.testing.assert_allclose(trace["y"], ty / math.log(2))
+    assert trace["marker"]["coloraxis"] == "coloraxis"  # coloured by step
+
+    at = open_page(runs_root, "information-plane", monkeypatch, run=["ib/tanh"], unit="nats")
+    (spec,) = specs(at)
+    np.testing.assert_allclose(spec["data"][2]["x"], xt)
+
+
+def test_information_plane_estimator_choice_and_step_limit(runs_root, monkeypatch):
+    at = open_page(
+        runs_root,
+        "information-plane",
+        monkeypatch,
+        run=["ib/tanh", "ib/relu"],
+        ip_est="kde",
+        ip_upto=str(IB_STEPS[20]),
+    )
+    assert at.selectbox(key="ip_est").value == "kde"
+    assert "ib/relu: no `kde`" in texts(at)
+    (spec,) = specs(at)
+    assert len(spec["data"]) == 5  # only tanh logged kde
+    steps = np.concatenate([t["customdata"] for t in spec["data"]])
+    assert steps.max() == IB_STEPS[20]
+
+
+def test_information_plane_empty_state(runs_root, monkeypatch):
+    at = open_page(runs_root, "information-plane", monkeypatch, run=["lm/grpo"])
+    assert not specs(at)
+    assert any("No information-plane metrics" in i.value for i in at.info)
+
+
+def test_representations_lines_heatmap_and_small_multiples(runs_root, monkeypatch):
+    at = open_page(
+        runs_root, "representations", monkeypatch, run=["ib/tanh"], rep_metric="repr/effective_rank"
+    )
+    lines, heat = specs(at)
+    assert names(lines) == [f"layers.{i}" for i in range(5)]
+    heat_trace = heat["data"][0]
+    assert heat_trace["type"] == "heatmap"
+    n_steps = logged(runs_root, "ib/tanh", "repr/effective_rank")["step"].nunique()
+    assert np.asarray(heat_trace["z"]).shape == (5, n_steps)
+    # effective rank is not an information quantity: no unit conversion
+    er = logged(runs_root, "ib/tanh", "repr/effective_rank", "layers.0")["value"].to_numpy()
+    np.testing.assert_allclose(lines["data"][0]["customdata"], er)
+
+    at = open_page(
+        runs_root,
+        "representations",
+        monkeypatch,
+        run=["ib/tanh", "ib/relu"],
+        rep_view="Small multiples",
+        rep_layers=["layers.0", "layers.4"],
+    )
+    (multi,) = specs(at)
+    titles = [a["text"] for a in multi["layout"]["annotations"]]
+    assert titles == ["layers.0", "layers.4"]
+    assert set(names(multi)) == {"ib/tanh", "ib/relu"}
+
+
+def test_smoothing_draws_faint_raw_curve_under_smoothed(runs_root, monkeypatch):
+    at = open_page(
+        runs_root, "compare", monkeypatch, run=["ib/tanh"], cmp_metric="train/loss", smooth="0.8"
+    )
+    (spec,) = specs(at)
+    raw, smooth = spec["data"]
+    assert raw["hoverinfo"] == "skip" and "0.22" in raw["line"]["color"]
+    assert smooth["showlegend"] is True
+    loss = logged(runs_root, "ib/tanh", "train/loss")["value"].to_numpy()
+    np.testing.assert_allclose(raw["y"], loss)
+    np.testing.assert_allclose(smooth["customdata"], loss)  # tooltips carry exact values
+    assert not np.allclose(smooth["y"], loss)
+
+
+def test_language_model_page(runs_root, monkeypatch):
+    at = open_page(runs_root, "language-model", monkeypatch, run=["lm/grpo"], unit="nats")
+    charts = specs(at)
+    by_first = {names(s)[0] if names(s) else s["data"][0]["type"]: s for s in charts}
+    band = charts[0]
+    assert {"lm/grpo mean", "lm/grpo median", "lm/grpo q05–q95"} <= set(names(band))
+    mean = logged(runs_root, "lm/grpo", "lm/token_entropy/mean")["value"].to_numpy()
+    np.testing.assert_allclose(
+        next(t for t in band["data"] if t.get("name") == "lm/grpo mean")["y"], mean
+    )
+    # the full distribution: every step's shares sum to 1
+    hist = charts[1]["data"][0]
+    assert hist["type"] == "heatmap"
+    np.testing.assert_allclose(np.nansum(np.asarray(hist["customdata"]), axis=0), 1.0, atol=1e-9)
+    # attention: layer x head, one frame per step
+    attn = next(s for s in charts if s.get("frames") and s["data"][0]["type"] == "heatmap")
+    assert np.asarray(attn["data"][0]["z"]).shape == (4, 4)
+    assert len(attn["frames"]) == 41
+    # entropy vs reward with the logged law and its ceiling
+    er = next(s for s in charts if any("exp(H)" in (n or "") for n in names(s)))
+    assert any("(logged)" in n for n in names(er) if n)
+    assert any("0.53" in a["text"] for a in er["layout"]["annotations"])
+    assert "lm/grpo · rl/cov/pos_share" not in by_first  # single run: plain metric names
+    assert any("rl/cov/pos_share" in names(s) for s in charts)
+
+
+def test_collapse_page_cards_timeline_and_triggering_series(runs_root, monkeypatch):
+    at = open_page(runs_root, "collapse", monkeypatch, run=["lm/grpo", "ib/tanh"])
+    body = texts(at)
+    assert "Token-entropy collapse** &nbsp; :red[✖ collapsed]" in body
+    assert "Rank collapse** &nbsp; :green[● ok]" in body
+    assert "Cui et al. 2025" in body and "Zhai et al. 2023" in body
+    timeline, series = specs(at)
+    assert set(names(timeline)) == {"info", "warning", "collapsed"}
+    collapsed = next(t for t in timeline["data"] if t["name"] == "collapsed")
+    assert list(collapsed["y"]) == ["token_entropy_collapse"] and list(collapsed["x"]) == [120]
+    # the default alert is the most severe: its series with a marker at its step
+    assert names(series) == ["lm/token_entropy/mean"]
+    assert any(s["x0"] == 120 for s in series["layout"]["shapes"])
+    assert at.json, "evidence shown"
+    assert any("probe_failure" in str(df.value["kind"].tolist()) for df in at.dataframe)
+
+
+def test_collapse_alert_detail_highlights_the_layer(runs_root, monkeypatch):
+    at = open_page(
+        runs_root,
+        "collapse",
+        monkeypatch,
+        run=["ib/tanh"],
+        col_alert="ib/tanh · step 1000 · saturation (warning) · layers.4 · #2",
+    )
+    _, series = specs(at)
+    widths = {t["name"]: t["line"]["width"] for t in series["data"]}
+    assert widths["layers.4"] > widths["layers.0"]
+    assert series["layout"]["title"]["text"].startswith("act/saturated_frac")
+
+
+def test_collapse_without_alerts(runs_root, monkeypatch, tmp_path):
+    with RunWriter(tmp_path / "quiet") as w:
+        w.log(1, {"train/loss": 1.0})
+    at = open_page(tmp_path, "collapse", monkeypatch, run=["quiet"])
+    assert any("No alerts" in s.value for s in at.success)
+
+
+def test_compare_aligns_runs_by_step(runs_root, monkeypatch):
+    at = open_page(
+        runs_root,
+        "compare",
+        monkeypatch,
+        run=["ib/tanh", "ib/relu"],
+        cmp_metric="repr/dse",
+        cmp_layer="layers.3",
+    )
+    (spec,) = specs(at)
+    assert names(spec) == ["ib/tanh", "ib/relu"]
+    for trace, run in zip(spec["data"], ["ib/tanh", "ib/relu"]):
+        df = logged(runs_root, run, "repr/dse", "layers.3")
+        np.testing.assert_array_equal(trace["x"], df["step"].to_numpy())
+        np.testing.assert_allclose(trace["customdata"], df["value"].to_numpy() / math.log(2))
+
+
+# ------------------------------------------------------------------ empty / broken
+@pytest.mark.parametrize("page", list(PAGES))
+def test_empty_root_says_what_to_do(tmp_path, monkeypatch, page):
+    at = open_page(tmp_path, page, monkeypatch)
+    assert any("No runs below" in i.value and "RunWriter" in i.value for i in at.info)
+
+
+def test_missing_root(tmp_path, monkeypatch):
+    at = open_page(tmp_path / "nowhere", "information-plane", monkeypatch)
+    assert any("does not exist" in e.value for e in at.error)
+
+
+def test_only_broken_runs_selected(runs_root, monkeypatch):
+    at = open_page(runs_root, "representations", monkeypatch, run=["bad", "foreign"])
+    assert len(at.error) == 2 and not specs(at)
+
+
+def test_root_from_command_line(runs_root, monkeypatch, tmp_path):
+    monkeypatch.setattr(sys, "argv", ["app.py", "--root", str(runs_root)])
+    at = open_page(tmp_path, "runs", monkeypatch)  # env says tmp_path; argv wins
+    assert "ib/tanh" in set(at.dataframe[0].value["run"])
+
+
+def test_reads_only_below_the_root(runs_root, monkeypatch, tmp_path):
+    from app_pages.common import inside_root
+
+    base = runs_root.resolve()
+    assert inside_root(base, "ib/tanh") == base / "ib" / "tanh"
+    for rel in ("../x", "/etc", "ib/../../x", ""):
+        assert inside_root(base, rel) is None
+    outside = tmp_path / "outside"
+    with RunWriter(outside) as w:
+        w.log(0, {"a": 1.0})
+    link = runs_root / "link"
+    link.symlink_to(outside, target_is_directory=True)
+    try:
+        assert inside_root(base, "link") is None
+        at = open_page(runs_root, "runs", monkeypatch, run=["../outside"])
+        assert "link" not in set(at.dataframe[0].value["run"])
+        assert at.multiselect(key="run").value == ["ib/relu"]  # ignored: the default instead
+    finally:
+        link.unlink()
+
+
+# ----------------------------------------------------------------------- URL state
+def test_a_url_reproduces_the_view(runs_root, monkeypatch):
+    # (the browser test checks that changing a widget writes the URL; AppTest has no
+    # frontend to do that)
+    qp = {"run": ["ib/tanh"], "smooth": "0.6", "logx": "true", "cmp_metric": "repr/dse"}
+    at = open_page(runs_root, "compare", monkeypatch, **qp)
+    (spec,) = specs(at)
+    assert spec["layout"]["xaxis"]["type"] == "log"
+    assert at.selectbox(key="cmp_metric").value == "repr/dse"
+    assert at.slider(key="smooth").value == pytest.approx(0.6)
+    assert at.toggle(key="logx").value is True
+    assert len(spec["data"]) == 2  # smoothed curve over the faint raw one
+    assert dict(at.query_params) == qp | {"run": "ib/tanh"}
+
+
+# ---------------------------------------------------------------------- live tail
+def test_live_refresh_reads_only_new_rows(tmp_path, monkeypatch):
+    w = RunWriter(tmp_path / "live", flush_seconds=0)
+    for s in range(10):
+        w.log(s, {"train/loss": 1.0 / (s + 1)})
+    w.flush()
+    try:
+        at = open_page(tmp_path, "compare", monkeypatch, run=["live"], cmp_metric="train/loss")
+        assert "live" in texts(at)  # the live caption
+        (spec,) = specs(at)
+        assert spec["data"][0]["x"].max() == 9
+        calls = []
+        original = RunReader.scalars
+
+        def spy(self, **kw):
+            calls.append(kw.get("after_id", 0))
+            return original(self, **kw)
+
+        monkeypatch.setattr(RunReader, "scalars", spy)
+        for s in range(10, 15):
+            w.log(s, {"train/loss": 1.0 / (s + 1)})
+        w.flush()
+        at.run()
+        (spec,) = specs(at)
+        assert spec["data"][0]["x"].max() == 14
+        assert calls and all(a > 0 for a in calls), calls  # only rows after the last seen id
+    finally:
+        w.close()
+
+
+# --------------------------------------------------------------------- no torch
+@pytest.mark.slow
+def test_app_never_imports_torch(runs_root):
+    code = f"""
+import os, sys
+os.environ["INFOSCOPE_ROOT"] = {str(runs_root)!r}
+from streamlit.testing.v1 import AppTest
+for page in {list(PAGES.values())!r}:
+    at = AppTest.from_file({str(APP)!r}, default_timeout=60)
+    at.query_params["run"] = {ALL!r}
+    at.run()
+    at.switch_page(page).run()
+    assert not at.exception, page
+print("torch" in sys.modules)
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=APP.parent,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "False"

@@ -1,0 +1,253 @@
+"""The dashboard in a real browser: ``streamlit run app.py`` driven by headless Chromium.
+
+Skipped when Debian's ``/usr/bin/chromium`` is missing, unless ``INFOSCOPE_REQUIRE_BROWSER=1``
+(CI), which turns the skip into a failure. Screenshots go to ``test-artifacts/``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from diagnostics.runlog import RunWriter
+from tests.synthetic_runs import write_runs
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = REPO / "test-artifacts"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+PAGES = {
+    "": "Runs",
+    "information-plane": "Information plane",
+    "representations": "Representations",
+    "language-model": "Language model",
+    "collapse": "Collapse indicators",
+    "compare": "Compare runs",
+}
+RUNS = "run=ib/tanh&run=ib/relu&run=lm/grpo&run=bad"
+
+RENDERED = """() => {
+  const app = document.querySelector('[data-testid="stApp"]');
+  if (!app || app.getAttribute('data-test-script-state') !== 'notRunning') return false;
+  if (document.querySelector('[data-testid="stSkeleton"]')) return false;
+  const charts = [...document.querySelectorAll('[data-testid="stPlotlyChart"]')];
+  return charts.every(c => c.querySelector('.js-plotly-plot .main-svg'));
+}"""
+
+MAX_X = """() => {
+  const el = document.querySelector('[data-testid="stPlotlyChart"] .js-plotly-plot');
+  if (!el || !el._fullData) return null;
+  let m = -Infinity;
+  for (const t of el._fullData) for (const x of (t.x || [])) m = Math.max(m, x);
+  return m;
+}"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("INFOSCOPE_REQUIRE_BROWSER") == "1":
+            pytest.fail(
+                f"{CHROMIUM} is missing and INFOSCOPE_REQUIRE_BROWSER=1 (apt install chromium)"
+            )
+        pytest.skip(f"{CHROMIUM} is missing (apt install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        # one context for every page: the app's scripts are fetched once (HTTP cache)
+        ctx = b.new_context(viewport={"width": 1400, "height": 2400})
+        try:
+            yield ctx
+        finally:
+            ctx.close()
+            b.close()
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    """The synthetic runs plus ``live/run``, an empty run marked running that the live
+    test's writer process appends to."""
+    root = write_runs(tmp_path_factory.mktemp("browser_runs"))
+    RunWriter(root / "live" / "run").close(status="running")
+    return root
+
+
+@pytest.fixture(scope="module")
+def server(root, browser):
+    """``streamlit run app.py`` on a free port over the synthetic runs."""
+    port = _free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "app.py",
+            "--server.headless",
+            "true",
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+            "--server.fileWatcherType",
+            "none",
+            "--browser.gatherUsageStats",
+            "false",
+            "--",
+            "--root",
+            str(root),
+        ],  # fmt: skip
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(proc.stdout.read().decode()[-3000:]) from None
+                time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _wait(page, title):
+    page.get_by_role("heading", name=title, exact=True).first.wait_for(timeout=30_000)
+    page.wait_for_function(RENDERED, timeout=30_000, polling=200)
+
+
+def _open(browser, url, title):
+    page = browser.new_page()
+    page.goto(url)
+    _wait(page, title)
+    return page
+
+
+def _assert_no_exception(page, where):
+    assert page.locator('[data-testid="stException"]').count() == 0, where
+    body = page.inner_text("body")
+    assert "Traceback" not in body and "StreamlitAPIException" not in body, where
+
+
+def test_every_page_in_chromium(server, browser):
+    """Open the app once, then walk the sidebar navigation through every page."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = _open(browser, f"{server}/?{RUNS}", "Runs")
+    try:
+        for path, title in PAGES.items():
+            if path:
+                page.locator('[data-testid="stSidebarNav"] a').filter(
+                    has_text=title.split()[0]
+                ).first.click()
+                _wait(page, title)
+                assert page.url.split("?")[0].endswith(path), page.url
+                assert page.locator('[data-testid="stPlotlyChart"] .main-svg').count() >= 1, path
+            _assert_no_exception(page, path)
+            body = page.inner_text("body")
+            assert "bad" in body and "not an infoscope run" in body, path  # per-run message
+            assert "ib/tanh" in body, path  # the selection survived the page switch
+            page.screenshot(path=str(ARTIFACTS / f"dashboard_{path or 'runs'}.png"))
+    finally:
+        page.close()
+
+
+def test_widget_changes_are_written_to_the_url(server, browser):
+    page = _open(browser, f"{server}/compare?run=ib/tanh", "Compare runs")
+    try:
+        page.get_by_text("log x", exact=True).click()
+        page.wait_for_url("**logx=true**", timeout=15_000)
+        page.wait_for_function(
+            '() => { const el = document.querySelector(\'[data-testid="stPlotlyChart"] '
+            ".js-plotly-plot'); return el && el.layout.xaxis.type === 'log'; }",
+            timeout=30_000,
+        )
+        page.wait_for_function(RENDERED, timeout=30_000)
+        _assert_no_exception(page, "compare after toggle")
+    finally:
+        page.close()
+
+
+def test_live_run_gains_points_while_open(server, browser, root):
+    """A writer process appends to a running run while the page is open: the page first
+    says the run has no metrics yet, fills in once rows arrive, then keeps growing."""
+    run_dir = root / "live" / "run"
+    go, stop = root / "live" / "go", root / "live" / "stop"
+    writer = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(
+                f"""
+                import time
+                from pathlib import Path
+                from diagnostics.runlog import RunWriter
+                while not Path({str(go)!r}).exists():
+                    time.sleep(0.05)
+                w = RunWriter({str(run_dir)!r}, flush_seconds=0)
+                step = 0
+                while not Path({str(stop)!r}).exists() and step < 900:
+                    w.log(step, {{"train/loss": 1.0 / (step + 1)}})
+                    w.flush()
+                    step += 1
+                    time.sleep(0.1)
+                w.close()
+                """
+            ),
+        ],
+        cwd=REPO,
+    )
+    try:
+        page = _open(
+            browser, f"{server}/compare?run=live/run&cmp_metric=train/loss&every=1", "Compare runs"
+        )
+        try:
+            assert "no scalar metrics yet" in page.inner_text("body")
+            go.touch()
+            page.locator('[data-testid="stPlotlyChart"] .main-svg').first.wait_for(timeout=30_000)
+            assert "live: live/run" in page.inner_text("body")
+            page.wait_for_function(f"() => ({MAX_X})() >= 0", timeout=20_000)
+            first = page.evaluate(MAX_X)
+            page.wait_for_function(f"() => ({MAX_X})() >= {first + 5}", timeout=20_000)
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "dashboard_live.png"))
+            _assert_no_exception(page, "live")
+        finally:
+            page.close()
+    finally:
+        go.touch()
+        stop.touch()
+        writer.wait(timeout=30)
