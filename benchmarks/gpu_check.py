@@ -24,8 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 import diagnostics as d  # noqa: E402
-from diagnostics import lm  # noqa: E402
-from diagnostics import mi  # noqa: E402
+from diagnostics import lm, mi  # noqa: E402
 
 
 def _sync(device: str) -> None:
