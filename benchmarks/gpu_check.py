@@ -89,7 +89,11 @@ def cases(big: bool) -> list[tuple[str, Callable[[str], torch.Tensor], float]]:
         yb = xb + torch.randn(100_000, 64, generator=g)
         zb = torch.randn(10_000, 128, generator=g, dtype=torch.float64)
         out += [
-            ("GOAL ksg_mi n=100k d=64 (< 2 s)", lambda dev: mi.ksg_mi(xb.to(dev), yb.to(dev)), 1e-4),
+            (
+                "GOAL ksg_mi n=100k d=64 (< 2 s)",
+                lambda dev: mi.ksg_mi(xb.to(dev), yb.to(dev)),
+                1e-4,
+            ),
             ("GOAL dse N=10k (< 2 s)", lambda dev: d.diffusion_spectral_entropy(zb.to(dev)), 1e-6),
         ]
     return out
@@ -100,9 +104,13 @@ def main() -> int:
     parser.add_argument("--big", action="store_true", help="add the issues' GPU-size goals")
     args = parser.parse_args()
     has_cuda = torch.cuda.is_available()
-    print(f"torch {torch.__version__}; CUDA: {torch.cuda.get_device_name() if has_cuda else 'none'}")
+    print(
+        f"torch {torch.__version__}; CUDA: {torch.cuda.get_device_name() if has_cuda else 'none'}"
+    )
     failures = 0
-    print(f"{'estimator':36s} {'cpu':>14s} {'cuda':>14s} {'|diff|':>9s} {'cpu s':>8s} {'cuda s':>8s} {'x':>6s}")
+    print(
+        f"{'estimator':36s} {'cpu':>14s} {'cuda':>14s} {'|diff|':>9s} {'cpu s':>8s} {'cuda s':>8s} {'x':>6s}"
+    )
     for name, fn, tol in cases(args.big):
         cpu_value, cpu_time = timed(fn, "cpu", repeats=1)
         if not has_cuda:
