@@ -21,8 +21,8 @@ Recipe (the papers'; deviations marked):
   lr 1e-2) is a deviation that keeps the phenomenon at a fraction of the cost.
 - recording: the activations of every layer (the hidden layers after their
   nonlinearity, the softmax output) on all 4096 inputs at ``--points`` log-spaced
-  epochs, captured by plain forward hooks (:func:`capture_layers`, kept small: the
-  probes package replaces it).
+  epochs, recorded by :class:`probes.Monitor` in probe mode (:func:`build_monitor`:
+  exact cadence, ``budget=None``; no row subsampling, ``max_rows=None``).
 - estimation: :func:`diagnostics.information_plane` with the binning estimator --
   tanh: 30 edges on [-1, 1] (Shwartz-Ziv & Tishby exactly); ReLU: Saxe et al.'s
   ``bin_size=0.07`` (``floor(t / 0.07)``, unbounded layers need no range; the softmax
@@ -30,7 +30,7 @@ Recipe (the papers'; deviations marked):
 
 The run log gets ``info_plane/binning/I_XT`` and ``info_plane/binning/I_TY`` per layer
 (nats) at the recorded epochs, ``train/loss``, ``train/acc``, ``val/acc`` and
-``probe/seconds`` (capture + estimation time); step = epoch. The script prints its wall
+``probe/seconds`` (the monitor's capture + estimation time); step = epoch. The script prints its wall
 time and the share spent in estimation vs training.
 """
 
@@ -53,7 +53,9 @@ _ROOT = Path(__file__).resolve().parents[1]
 if str(_ROOT) not in sys.path:
     sys.path.insert(0, str(_ROOT))
 
-from diagnostics import RunWriter, information_plane, tishby_dataset  # noqa: E402
+from diagnostics import tishby_dataset  # noqa: E402
+from probes import Monitor  # noqa: E402
+from probes.cadence import Steps  # noqa: E402
 
 SIZES = (12, 10, 7, 5, 4, 3, 2)
 ACTIVATIONS = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}
@@ -95,7 +97,7 @@ class Config:
 class Result:
     planes: pd.DataFrame  # epoch, layer, I_XT, I_TY (nats)
     history: pd.DataFrame  # epoch, train_loss, train_acc, val_acc
-    seconds: dict  # total, training, capture, estimation, logging
+    seconds: dict  # total, training, probes (capture + estimation + writing), logging
 
 
 def build_network(activation: str, *, seed: int = 0) -> torch.nn.Sequential:
@@ -103,7 +105,7 @@ def build_network(activation: str, *, seed: int = 0) -> torch.nn.Sequential:
 
     Weights ~ normal(0, 1/sqrt(fan_in)) truncated at 2 std (as TensorFlow's
     ``truncated_normal`` of the IDNNs code), biases 0. The softmax is applied to the
-    logits by the loss and by :func:`capture_layers`.
+    logits by the loss and by the probes (:data:`OUTPUTS`).
     """
     gen = torch.Generator().manual_seed(seed)
     blocks: OrderedDict[str, torch.nn.Module] = OrderedDict()
@@ -123,27 +125,62 @@ def build_network(activation: str, *, seed: int = 0) -> torch.nn.Sequential:
     return torch.nn.Sequential(blocks)
 
 
-def capture_layers(model: torch.nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Every top-level block's output on ``x`` through forward hooks (softmax for ``output``).
+def _softmax(logits: torch.Tensor) -> torch.Tensor:
+    return torch.softmax(logits, dim=1)
 
-    The small, isolated stand-in for the probes package: hooks are registered, one
-    forward pass runs without gradients, and the hooks are removed in ``finally``.
-    """
-    captured: dict[str, torch.Tensor] = {}
-    handles = [
-        module.register_forward_hook(
-            lambda _m, _inp, out, name=name: captured.__setitem__(name, out.detach())
-        )
-        for name, module in model.named_children()
-    ]
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        for h in handles:
-            h.remove()
-    captured["output"] = torch.softmax(captured["output"], dim=1)
-    return captured
+
+#: the recorded layers (``build_network``'s blocks) and what is recorded of each: the
+#: hidden blocks' outputs (after the nonlinearity) and the softmax of the logits
+LAYERS = ("layer1", "layer2", "layer3", "layer4", "layer5", "output")
+OUTPUTS = {"output": _softmax}
+
+
+def build_monitor(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    epochs: list[int],
+    binning: dict,
+    run=None,
+    **kwargs,
+) -> Monitor:
+    """The probes of the reproduction: every block of ``model`` on all of ``x`` (probe
+    mode, no subsampling) at exactly ``epochs`` (``budget=None``), the binned information
+    plane with the options ``binning``; ``kwargs`` go to :class:`probes.Monitor`."""
+    cadence = Steps(epochs)
+    return Monitor(
+        model,
+        run,
+        layers=list(LAYERS),
+        probe_inputs=x,
+        probe_labels=y,
+        every=cadence,
+        slow_every=cadence,
+        metrics={"info_plane": {"every": cadence, "method": "binning", **binning}},
+        max_rows=None,
+        output=OUTPUTS,
+        budget=None,
+        collapse=False,
+        **kwargs,
+    )
+
+
+def _plane_rows(recorded: dict, epoch: int, layers) -> list[dict]:
+    """One ``epoch, layer, I_XT, I_TY`` row per layer from what ``Monitor.step`` returned;
+    a layer whose estimate failed (the monitor warns and logs ``probe_failure``) raises."""
+    rows = []
+    for layer in layers:
+        try:
+            i_xt = recorded[("info_plane/binning/I_XT", layer)]
+            i_ty = recorded[("info_plane/binning/I_TY", layer)]
+        except KeyError:
+            raise RuntimeError(
+                f"the information plane of {layer} was not recorded at epoch {epoch} "
+                "(see the warning and the run log's probe_failure events)"
+            ) from None
+        rows.append({"epoch": epoch, "layer": layer, "I_XT": i_xt, "I_TY": i_ty})
+    return rows
 
 
 def recorded_epochs(epochs: int, points: int) -> list[int]:
@@ -189,22 +226,26 @@ def run(
     model = build_network(config.activation, seed=config.seed)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     shuffle_gen = torch.Generator().manual_seed(config.seed + 2)
-    record = set(recorded_epochs(config.epochs, config.points))
     batch = n_train if config.full_batch else min(config.batch_size, n_train)
 
-    writer = None
-    if out is not None:
-        meta = {
-            "name": Path(out).name,
-            "config": {**asdict(config), "recipe": "examples/information_plane.py"},
-            "model_summary": str(model),
-        }
-        writer = RunWriter(out, meta=meta)
-    planes: list[pd.DataFrame] = []
+    epochs = recorded_epochs(config.epochs, config.points)
+    monitor = build_monitor(
+        model,
+        x,
+        y,
+        epochs=epochs,
+        binning=config.binning,
+        run=out,
+        name=None if out is None else Path(out).name,
+        config={**asdict(config), "recipe": "examples/information_plane.py"},
+        meta={"model_summary": str(model)},
+    )
+    record = set(epochs)
+    planes: list[dict] = []
     history: list[dict] = []
-    sec = {"training": 0.0, "capture": 0.0, "estimation": 0.0, "logging": 0.0}
+    sec = {"training": 0.0, "probes": 0.0, "logging": 0.0}
     epoch_loss = float("nan")
-    try:
+    with monitor:
         for epoch in range(config.epochs + 1):
             if epoch in record or epoch % config.log_every == 0:
                 t0 = time.perf_counter()
@@ -227,36 +268,16 @@ def run(
                     "val_acc": val_acc,
                 }
                 history.append(row)
-                if writer is not None:
-                    writer.log(
-                        epoch,
-                        {
-                            "train/loss": row["train_loss"],
-                            "train/acc": train_acc,
-                            "val/acc": val_acc,
-                        },
-                    )
+                monitor.log_scalars(
+                    epoch,
+                    {"train/loss": row["train_loss"], "train/acc": train_acc, "val/acc": val_acc},
+                )
                 sec["logging"] += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            recorded = monitor.step(epoch)  # the probes: due only at the recorded epochs
+            sec["probes"] += time.perf_counter() - t0
             if epoch in record:
-                t0 = time.perf_counter()
-                acts = capture_layers(model, x)
-                t1 = time.perf_counter()
-                df = information_plane(acts, x, y, method="binning", **config.binning)
-                t2 = time.perf_counter()
-                sec["capture"] += t1 - t0
-                sec["estimation"] += t2 - t1
-                df.insert(0, "epoch", epoch)
-                planes.append(df)
-                if writer is not None:
-                    writer.log_many(
-                        [
-                            (epoch, f"info_plane/binning/{col}", r.layer, getattr(r, col))
-                            for r in df.itertuples()
-                            for col in ("I_XT", "I_TY")
-                        ]
-                    )
-                    writer.log(epoch, {"probe/seconds": t2 - t0})
-                sec["logging"] += time.perf_counter() - t2
+                planes.extend(_plane_rows(recorded, epoch, monitor.layers))
             if epoch == config.epochs:
                 break
             t0 = time.perf_counter()
@@ -271,12 +292,9 @@ def run(
                 total += loss.detach() * len(idx)
             epoch_loss = float(total) / n_train
             sec["training"] += time.perf_counter() - t0
-    finally:
-        if writer is not None:
-            writer.close()
     sec["total"] = time.perf_counter() - t_start
     result = Result(
-        planes=pd.concat(planes, ignore_index=True),
+        planes=pd.DataFrame(planes, columns=["epoch", "layer", "I_XT", "I_TY"]),
         history=pd.DataFrame(history),
         seconds=sec,
     )
@@ -288,12 +306,12 @@ def run(
 def summary(result: Result, config: Config) -> str:
     """Wall time, the estimation share, and each layer's I(X;T) start / max / end (bits)."""
     s = result.seconds
-    est = s["capture"] + s["estimation"]
+    est = s["probes"]
     lines = [
         f"information plane, {config.activation}: {config.epochs} epochs, "
         f"{result.planes.epoch.nunique()} recorded epochs",
         f"wall time {s['total']:.1f} s: training {s['training']:.1f} s, estimation "
-        f"{est:.1f} s (capture {s['capture']:.2f} s + binning {s['estimation']:.2f} s), "
+        f"{est:.1f} s (probes: capture + binning + run-log writes), "
         f"logging/eval {s['logging']:.1f} s",
         f"estimation / training = {est / max(s['training'], 1e-9):.2f}; estimation share of "
         f"training + estimation = {est / max(s['training'] + est, 1e-9):.0%}",

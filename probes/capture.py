@@ -3,7 +3,8 @@
 A layer's output may be a tensor, a tuple or list (Hugging Face blocks return
 ``(hidden_states, ...)``), a dict or ``ModelOutput``, or a dataclass: the first tensor
 found (depth first, in order) is taken, unless ``select`` says otherwise (an ``int``
-index, a ``str`` key/attribute, or a callable ``output -> tensor``).
+index, a ``str`` key/attribute, or a callable ``output -> tensor``; or a dict
+``{layer name: one of these}`` for per-layer choices, the default for the others).
 
 The captured tensor is detached, stays on its device, and becomes a 2-D matrix of
 rows (samples) by features:
@@ -181,7 +182,11 @@ class Capture:
         self,
         layers: Mapping[str, nn.Module],
         *,
-        select: int | str | Callable[[Any], Any] | None = None,
+        select: int
+        | str
+        | Callable[[Any], Any]
+        | Mapping[str, int | str | Callable[[Any], Any] | None]
+        | None = None,
         reduce: str = "mean",
         accumulate: bool = True,
     ) -> None:
@@ -229,9 +234,11 @@ class Capture:
         self.detach()
 
     def _make_hook(self, name: str, module: nn.Module):
+        select = self.select.get(name) if isinstance(self.select, Mapping) else self.select
+
         def hook(mod: nn.Module, args: Any, output: Any) -> None:
             try:
-                t = extract_tensor(output, self.select)
+                t = extract_tensor(output, select)
                 if t is None:
                     raise TypeError(f"no tensor in the output ({type(output).__name__})")
                 t = t.detach()

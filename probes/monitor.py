@@ -233,7 +233,10 @@ class Monitor:
         ``"flatten"`` (:mod:`probes.capture`).
     output:
         Which part of a layer's output to analyse when it is not a tensor: an index, a
-        key/attribute name, or a callable; default: the first tensor.
+        key/attribute name, or a callable (e.g. ``lambda o: torch.softmax(o, 1)`` to
+        analyse probabilities rather than logits); default: the first tensor. A dict
+        ``{layer name: one of these}`` chooses per layer (the default for layers not
+        in it).
     forward:
         ``forward(model, inputs)`` for the probe batch; default ``model(x)``,
         ``model(*x)`` for a tuple/list, ``model(**x)`` for a dict.
@@ -283,7 +286,11 @@ class Monitor:
         metrics: Iterable[Any] | Mapping[str, Any] | None = None,
         max_rows: int | None = 1024,
         reduce: str = "mean",
-        output: int | str | Callable[[Any], Any] | None = None,
+        output: int
+        | str
+        | Callable[[Any], Any]
+        | Mapping[str, int | str | Callable[[Any], Any] | None]
+        | None = None,
         forward: Callable[[nn.Module, Any], Any] | None = None,
         probe_batch_size: int | None = None,
         seed: int = 0,
@@ -385,6 +392,13 @@ class Monitor:
         self._model_metrics = [a for a in self._metrics if a.scope == "model"]
 
         # ---- capture
+        if isinstance(output, Mapping):
+            unknown = [k for k in output if k not in self.layers]
+            if unknown:
+                raise ValueError(
+                    f"output: {', '.join(map(repr, unknown))} not among the monitor's layers "
+                    f"({', '.join(self.layers)})"
+                )
         self._probe_capture = Capture(self.layers, select=output, reduce=reduce, accumulate=True)
         self._live_capture = Capture(self.layers, select=output, reduce=reduce, accumulate=False)
         self._explicit_arming = False

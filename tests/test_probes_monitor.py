@@ -362,6 +362,42 @@ def test_structured_outputs(kind):
     assert out[("act/mean", "block")] == pytest.approx(float(want), rel=1e-6)
 
 
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("mode", ["probe", "live"])
+def test_per_layer_output_selectors(device, mode):
+    # a dict {layer: selector}: softmax of the logits for "5", the raw output elsewhere
+    model = mlp().to(device).eval()
+    x, _ = data(n=16)
+    x = x.to(device)
+    seen = {}
+
+    def grab(z, layer):
+        seen[layer] = z
+        return z.shape[1]
+
+    register_metric("test/grab", grab, overwrite=True)
+    try:
+        mon = Monitor(model, None, layers=["1", "5"], mode=mode,
+                      probe_inputs=x if mode == "probe" else None, every=1,
+                      metrics=["test/grab"], output={"5": lambda o: torch.softmax(o, 1)})  # fmt: skip
+        if mode == "live":
+            model(x)
+        mon.step(0)
+        mon.close()
+    finally:
+        unregister_metric("test/grab")
+    with torch.no_grad():
+        h1 = model[1](model[0](x))
+        logits = model(x)
+    torch.testing.assert_close(seen["1"], h1)
+    torch.testing.assert_close(seen["5"], torch.softmax(logits, 1))
+    assert seen["5"].device.type == device
+    assert not torch.allclose(seen["5"], logits)
+    assert hook_count(model) == 0
+    with pytest.raises(ValueError, match="output: '4' not among the monitor's layers"):
+        Monitor(model, None, layers=["1", "5"], probe_inputs=x, output={"4": 0})
+
+
 def test_metric_failure_is_isolated(tmp_path):
     model = mlp()
     x, y = data()

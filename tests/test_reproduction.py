@@ -19,6 +19,8 @@ import torch
 
 from diagnostics import open_run
 from diagnostics.cli import main as cli_main
+from probes.capture import Capture
+from probes.layers import select_layers
 
 ROOT = Path(__file__).resolve().parents[1]
 VAR_U = next(
@@ -128,9 +130,22 @@ def test_network_recipe():
         std = 1 / math.sqrt(m.in_features)
         assert torch.all(m.bias == 0)
         assert m.weight.abs().max() <= 2 * std + 1e-7  # truncated at 2 std
-    acts = ip.capture_layers(net, torch.zeros(5, 12))
+    # what the probes record of each block: the hidden outputs and the softmax output
+    with Capture(select_layers(net, list(ip.LAYERS)), select=ip.OUTPUTS).attach() as cap:
+        net(torch.zeros(5, 12))
+    acts = {name: z for name, (z, _) in cap.results().items()}
     assert list(acts) == ["layer1", "layer2", "layer3", "layer4", "layer5", "output"]
     assert torch.allclose(acts["output"].sum(1), torch.ones(5))  # softmax
+    # the monitor records every layer at exactly the given epochs, on every input
+    x, y = torch.randint(0, 2, (8, 12)).float(), torch.arange(8) % 2
+    mon = ip.build_monitor(net, x, y, epochs=[0, 3], binning=ip.BINNING["tanh"])
+    assert mon.max_rows is None and mon.budget is None
+    got = [mon.step(epoch) for epoch in range(5)]
+    mon.close()
+    assert [bool(g) for g in got] == [True, False, False, True, False]
+    assert {k for k in got[3] if k[0] != "probe/seconds"} == {
+        (f"info_plane/binning/{col}", layer) for col in ("I_XT", "I_TY") for layer in ip.LAYERS
+    }
     assert all(len(m._forward_hooks) == 0 for m in net.modules())  # hooks removed
 
 
