@@ -75,14 +75,20 @@ def test_analysis_writes_the_estimators_values(snapshots, tmp_path):
     assert run.meta["config"]["source"] == "infoscope analyze"
 
 
-def test_sharpening_logits_raise_an_entropy_collapse_alert(snapshots, tmp_path):
-    out = analyze_snapshots(snapshots, tmp_path / "run", metrics=["act_stats"])
-    alerts = d.open_run(out).alerts()
+def test_sharpening_logits_raise_an_entropy_collapse_alert(tmp_path):
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(10):  # logits sharpen step by step: token entropy collapses
+        paths.append(tmp_path / f"s_step{i * 10}.npz")
+        logits = rng.normal(size=(2, 16, 50)).astype(np.float32) * (1 + 2 * i)
+        np.savez(paths[-1], logits=logits, h=rng.normal(size=(32, 4)))
+    out = analyze_snapshots(paths, tmp_path / "run", metrics=["act_stats"])
     means = d.open_run(out).scalars(metrics="lm/token_entropy/mean").value
-    assert means.iloc[-1] < 0.5 * means.iloc[0]  # the fixture sharpens the logits 7x
-    if alerts.empty:  # the detectors need more records than three snapshots give
-        pytest.skip("too few snapshots for the collapse detectors' persistence rule")
+    assert means.iloc[-1] < 0.1 * means.iloc[0]
+    alerts = d.open_run(out).alerts()
     assert "token_entropy_collapse" in set(alerts.indicator)
+    first = alerts[alerts.indicator == "token_entropy_collapse"].iloc[0]
+    assert first.step > 0 and first.evidence  # raised after the drop, with its evidence
 
 
 def test_bad_metric_name_is_a_clear_error(snapshots, tmp_path):
