@@ -33,7 +33,10 @@ Indicators (names from :data:`diagnostics.schema.INDICATORS`):
     level while DSMI with the labels rose by less than ``memorisation_dsmi_rise`` of
     ``max(|DSMI|, memorisation_dsmi_floor)``: the loss improves without the layer
     learning more about the labels, what Liao et al. (2023) observe when a network
-    memorises random labels. *warning*.
+    memorises random labels. A layer whose DSMI already rose by ``memorisation_learned_gain``
+    of its first record has learned about the labels, and its later plateau while the loss
+    keeps shrinking is ordinary convergence, not memorisation: it is not flagged (the cost:
+    memorisation that starts only after real learning goes unflagged). *warning*.
 ``compression_onset``
     The information plane's I(X;T) of a layer (``info_plane/{estimator}/I_XT``) falls
     ``compression_drop`` (relative) below its running peak while I(T;Y) stays within
@@ -129,6 +132,8 @@ class CollapseSettings:
     memorisation_dsmi_rise: float = 0.05
     #: floor (nats) of the DSMI scale in the relative rise
     memorisation_dsmi_floor: float = 0.01
+    #: relative DSMI gain since the layer's first record above which it has "learned"
+    memorisation_learned_gain: float = 0.25
     #: prefix of the information-plane series (``{prefix}{estimator}/I_XT``)
     info_plane_prefix: str = "info_plane/"
     #: relative fall of I(X;T) below its peak that marks compression
@@ -154,6 +159,14 @@ class CollapseSettings:
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and 0 <= v <= 1):
                 raise ValueError(f"{name}: expected a number in [0, 1], got {v!r}")
+        if not (
+            isinstance(self.memorisation_learned_gain, (int, float))
+            and self.memorisation_learned_gain >= 0
+        ):
+            raise ValueError(
+                "memorisation_learned_gain: expected a number >= 0, got "
+                f"{self.memorisation_learned_gain!r}"
+            )
         if self.rank_collapse > self.rank_warn:
             raise ValueError(
                 f"rank_collapse: expected <= rank_warn ({self.rank_warn}), got {self.rank_collapse}"
@@ -406,6 +419,7 @@ class Memorisation(_Detector):
             st = self.state[layer] = {
                 "dsmi": deque(maxlen=w + 1),
                 "debounce": _Debounce(self.s.patience),
+                "first": value,
             }
         st["dsmi"].append((step, value))
         self._prune(step)
@@ -424,8 +438,12 @@ class Memorisation(_Detector):
         loss_drop = (l_a - l_b) / abs(l_a)
         scale = max(abs(d_a), abs(d_b), self.s.memorisation_dsmi_floor)
         dsmi_rise = (d_b - d_a) / scale
+        first = st["first"]
+        learned = (d_b - first) / max(abs(first), self.s.memorisation_dsmi_floor)
         hit = (
-            loss_drop >= self.s.memorisation_loss_drop and dsmi_rise < self.s.memorisation_dsmi_rise
+            loss_drop >= self.s.memorisation_loss_drop
+            and dsmi_rise < self.s.memorisation_dsmi_rise
+            and learned < self.s.memorisation_learned_gain
         )
         if not st["debounce"].update(1 if hit else 0):
             return []
@@ -449,11 +467,15 @@ class Memorisation(_Detector):
                     "loss_end": l_b,
                     "loss_drop": loss_drop,
                     "dsmi_rise": dsmi_rise,
-                    "rule": "loss_drop >= memorisation_loss_drop and dsmi_rise < memorisation_dsmi_rise",
+                    "dsmi_first": first,
+                    "dsmi_gain_since_first": learned,
+                    "rule": "loss_drop >= memorisation_loss_drop and dsmi_rise < "
+                    "memorisation_dsmi_rise and dsmi_gain_since_first < memorisation_learned_gain",
                     "thresholds": {
                         "memorisation_loss_drop": self.s.memorisation_loss_drop,
                         "memorisation_dsmi_rise": self.s.memorisation_dsmi_rise,
                         "memorisation_dsmi_floor": self.s.memorisation_dsmi_floor,
+                        "memorisation_learned_gain": self.s.memorisation_learned_gain,
                         "memorisation_window": self.s.memorisation_window,
                     },
                     "patience": self.s.patience,

@@ -119,6 +119,22 @@ def test_memorisation_loss_falls_dsmi_flat():
     assert run(still, s) == []
 
 
+def test_memorisation_ignores_a_plateau_after_learning():
+    """DSMI rose (the layer learned the labels), then plateaus while the loss keeps
+    shrinking: convergence, not memorisation (the digits sample run's true-label case)."""
+    s = CollapseSettings(patience=1, memorisation_window=4)
+    dsmi = [0.40, 0.60, 0.80, 0.90, 0.90, 0.90, 0.90, 0.90, 0.90]
+    plateau = _memorisation_rows(dsmi, lambda s: 2.0 / (1 + 0.1 * s))
+    assert run(plateau, s) == []
+    # the same plateau without the earlier rise is flagged
+    assert run(_memorisation_rows([0.9] * 9, lambda s: 2.0 / (1 + 0.1 * s)), s)
+    # and the threshold is a setting
+    lax = CollapseSettings(patience=1, memorisation_window=4, memorisation_learned_gain=2.0)
+    assert [a.indicator for a in run(plateau, lax)][:1] == ["memorisation"]
+    with pytest.raises(ValueError, match="memorisation_learned_gain"):
+        CollapseSettings(memorisation_learned_gain=-1)
+
+
 def test_compression_onset():
     s = CollapseSettings(patience=2)
     ixt = [1.0, 2.0, 3.0, 3.2, 3.1, 2.9, 2.8, 2.7]
