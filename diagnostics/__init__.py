@@ -88,6 +88,12 @@ _EXPORTS: dict[str, str] = {
     "minmax_indices": "diagnostics.figures",
     "smooth_ema": "diagnostics.figures",
     #
+    # online collapse detectors (representation, saturation, memorisation, info plane)
+    "CollapseDetector": "diagnostics.collapse",
+    "CollapseSettings": "diagnostics.collapse",
+    "CollapseAlert": "diagnostics.collapse",
+    "detect_collapse": "diagnostics.collapse",
+    #
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -1,1 +1,60 @@
-"""infoscope probes: attach to a live torch model and record what its layers know."""
+"""infoscope probes: attach to a live torch model and record what its layers know::
+
+    from probes import Monitor
+
+    monitor = Monitor(model, "runs/exp1", layers=["encoder.*", torch.nn.Linear],
+                      probe_inputs=x_val, probe_labels=y_val, every=100)
+    for step, batch in enumerate(loader):
+        ...  # the user's own forward / backward / optimizer step
+        monitor.step(step, loss=loss)
+    monitor.close()
+
+Modules: :mod:`probes.monitor` (the Monitor), :mod:`probes.layers` (layer names and
+selection), :mod:`probes.capture` (hooks, output extraction, sequence reduction),
+:mod:`probes.cadence`, :mod:`probes.metrics` (the metric registry),
+:mod:`probes.lightning` and :mod:`probes.hf` (training-framework callbacks; extras
+``infoscope[lightning]`` and ``infoscope[hf]``).
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+
+from probes.cadence import Cadence, Every, LogSpaced, Never, Steps, as_cadence
+from probes.layers import named_layers, normalize_name, select_layers
+from probes.metrics import available_metrics, get_metric, register_metric, unregister_metric
+from probes.monitor import Monitor, default_metrics
+
+# integrations import their framework only when asked for
+_LAZY = {
+    "InfoscopeCallback": "probes.lightning",
+    "InfoscopeTrainerCallback": "probes.hf",
+}
+
+__all__ = [
+    "Monitor",
+    "default_metrics",
+    "Cadence",
+    "Every",
+    "LogSpaced",
+    "Steps",
+    "Never",
+    "as_cadence",
+    "register_metric",
+    "unregister_metric",
+    "get_metric",
+    "available_metrics",
+    "select_layers",
+    "named_layers",
+    "normalize_name",
+    *_LAZY,
+]
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'probes' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,227 @@
+"""Probe overhead: training steps per second with and without a Monitor, in the same run.
+
+    python benchmarks/probe_overhead.py [--steps 1000] [--repeats 3] [--models cnn,mlp]
+
+A small CNN and an MLP train on scikit-learn's digits (batch 64, Adam). Each variant
+runs the same number of steps from the same initial weights, the variants interleaved
+over several repeats (the median counts), and the ratio to the loop without probes
+(the anchor) is printed:
+
+- ``idle``: a Monitor whose cadence never fires, ``monitor.step(step)`` every step:
+  what a step where nothing is recorded costs;
+- ``default``: ``Monitor(model, run, probe_inputs=x_val, probe_labels=y_val)`` with
+  every default (every=100, the default metrics, slow metrics every 1000 steps, the 5%
+  time budget for the estimators) and ``monitor.step(step, loss=loss)``;
+  ``default-live``: the same without a probe batch.
+
+Steps per second are measured in process CPU time (one torch thread), best of the
+repeats (interference only ever slows a run down); wall-clock figures are printed
+beside them. On a loaded machine run-to-run noise in these end-to-end figures can
+exceed the effect measured, so two direct measurements are printed too:
+
+- ``in monitor``: CPU time spent inside ``monitor.step`` over the rest of the loop, in
+  the same runs (the overhead the monitor itself adds; median of the repeats);
+- the cost of one idle ``monitor.step`` call (many calls, probe and live mode) as a
+  fraction of a baseline step.
+
+``probe s/run`` is the probe time the run log recorded (``probe/seconds``, summed).
+Goals (issue 6): default cadence <= 5% overhead, idle steps < 1%.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import logging
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+# run from a checkout without installing: ``python benchmarks/probe_overhead.py``
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+from sklearn.datasets import load_digits  # noqa: E402
+from torch import nn  # noqa: E402
+
+from diagnostics import open_run  # noqa: E402
+from probes import Monitor, Steps  # noqa: E402
+
+
+def make_model(kind: str) -> nn.Module:
+    torch.manual_seed(0)
+    if kind == "cnn":
+        return nn.Sequential(
+            nn.Unflatten(1, (1, 8, 8)),
+            nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(),
+            nn.MaxPool2d(2), nn.Flatten(),
+            nn.Linear(16 * 16, 64), nn.ReLU(),
+            nn.Linear(64, 10),
+        )  # fmt: skip
+    return nn.Sequential(
+        nn.Linear(64, 256), nn.Tanh(), nn.Linear(256, 128), nn.Tanh(), nn.Linear(128, 10)
+    )  # fmt: skip
+
+
+def load():
+    x, y = load_digits(return_X_y=True)
+    x = torch.tensor(x / 16.0, dtype=torch.float32)
+    y = torch.tensor(y, dtype=torch.long)
+    g = torch.Generator().manual_seed(0)
+    perm = torch.randperm(len(x), generator=g)
+    x, y = x[perm], y[perm]
+    return x[:1297], y[:1297], x[1297:], y[1297:]  # 500 validation rows as the probe batch
+
+
+def run(variant, kind, init_state, data, steps, batch=64):
+    x, y, xv, yv = data
+    model = make_model(kind)
+    model.load_state_dict(init_state)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    g = torch.Generator().manual_seed(1)
+    order = torch.randint(0, len(x), (steps, batch), generator=g)
+    tmp = tempfile.TemporaryDirectory()
+    mon = None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # estimators not installed yet: defaults shrink
+        if variant == "idle":
+            mon = Monitor(model, tmp.name, probe_inputs=xv, probe_labels=yv, every=Steps([]))
+        elif variant == "idle-live":
+            mon = Monitor(model, tmp.name, every=Steps([]))
+        elif variant == "default":
+            mon = Monitor(model, tmp.name, probe_inputs=xv, probe_labels=yv)
+        elif variant == "default-live":
+            mon = Monitor(model, tmp.name)
+
+    def train_step(step):
+        idx = order[step % steps]
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
+        loss.backward()
+        opt.step()
+        return loss
+
+    # warm up outside the timed loop: first-call costs of torch and of the monitor (its
+    # first record at step 0 creates the run log's names); steady state is timed
+    warm = 5
+    for step in range(warm):
+        loss = train_step(step)
+        if mon is not None:
+            mon.step(step, loss=loss)
+    clock = time.process_time
+    in_monitor = 0.0
+    t0, c0 = time.perf_counter(), clock()
+    for step in range(warm, warm + steps):  # records at 100, 200, ..., 1000 (slow: 1000)
+        loss = train_step(step)
+        if mon is not None:
+            m0 = clock()
+            if variant == "idle":
+                mon.step(step)
+            else:
+                mon.step(step, loss=loss)
+            in_monitor += clock() - m0
+    wall, cpu = time.perf_counter() - t0, clock() - c0
+    probe_seconds = 0.0
+    metrics = []
+    deferred = {}
+    if mon is not None:
+        metrics = [a.defn.name for a in mon._metrics]
+        deferred = dict(mon.deferred)
+        mon.close()
+        with open_run(tmp.name) as r:
+            df = r.scalars(metrics="probe/seconds")
+            df = df[df.step >= warm]
+            probe_seconds = float(df.value.sum()) if len(df) else 0.0
+    tmp.cleanup()
+    return {
+        "cpu": steps / cpu,
+        "wall": steps / wall,
+        "attributed": in_monitor / max(cpu - in_monitor, 1e-12),
+        "probe_seconds": probe_seconds,
+        "metrics": metrics,
+        "deferred": deferred,
+    }
+
+
+def idle_call_cost(kind, init_state, data, calls=20000):
+    """Seconds per idle ``monitor.step`` call, measured directly."""
+    model = make_model(kind)
+    model.load_state_dict(init_state)
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for mode in ("probe", "live"):
+            kw = {"probe_inputs": data[2], "probe_labels": data[3]} if mode == "probe" else {}
+            mon = Monitor(model, Path(tmp) / mode, every=Steps([]), **kw)
+            t0 = time.process_time()
+            for s in range(calls):
+                mon.step(s)
+            out[mode] = (time.process_time() - t0) / calls
+            mon.close()
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--steps", type=int, default=1000, help="training steps per timed run")
+    ap.add_argument("--repeats", type=int, default=3, help="interleaved repeats (median)")
+    ap.add_argument("--models", default="cnn,mlp", help="comma-separated: cnn, mlp")
+    ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    logging.getLogger("infoscope.probes").setLevel(logging.ERROR)  # no collapse alerts here
+    data = load()
+    variants = ["none", "idle", "default", "default-live"]
+    print(
+        f"probe overhead: digits, batch 64, Adam, {args.steps} steps per run, "
+        f"{args.repeats} interleaved repeats (median), torch threads {args.threads}, "
+        f"torch {torch.__version__}"
+    )
+    for kind in args.models.split(","):
+        init_state = copy.deepcopy(make_model(kind).state_dict())
+        res: dict[str, list[dict]] = {v: [] for v in variants}
+        for rep in range(args.repeats):
+            order = variants[rep % len(variants) :] + variants[: rep % len(variants)]
+            for v in order:
+                res[v].append(run(v, kind, init_state, data, args.steps))
+
+        def best(v, key, res=res):
+            return max(r[key] for r in res[v])
+
+        base, wbase = best("none", "cpu"), best("none", "wall")
+        print(
+            f"\n[{kind}] anchor (no probes): {base:.1f} steps per CPU-second "
+            f"({1e3 / base:.3f} ms/step); wall clock {wbase:.1f} steps/s"
+        )
+        print(
+            f"  {'variant':<13}{'steps/s':>9}{'ratio':>8}{'overhead':>10}{'wall st/s':>11}"
+            f"{'wall ratio':>12}{'in monitor':>12}{'probe s/run':>13}"
+        )
+        for v in variants:
+            r, w = best(v, "cpu"), best(v, "wall")
+            attributed = statistics.median(x["attributed"] for x in res[v])
+            probe_s = statistics.median(x["probe_seconds"] for x in res[v])
+            print(
+                f"  {v:<13}{r:9.1f}{r / base:8.3f}{base / r - 1:10.1%}{w:11.1f}"
+                f"{w / wbase:12.3f}{attributed:12.2%}{probe_s:13.3f}"
+            )
+        for v in ("default", "default-live"):
+            print(f"  {v} metrics: {', '.join(res[v][0]['metrics'])}")
+            deferred = res[v][-1]["deferred"]
+            if deferred:
+                text = ", ".join(f"{k} x{n}" for k, n in deferred.items())
+                print(f"    postponed by the 5% time budget (last repeat): {text}")
+        cost = idle_call_cost(kind, init_state, data)
+        for mode, sec in cost.items():
+            print(
+                f"  idle monitor.step ({mode} mode): {sec * 1e6:.2f} us/call = "
+                f"{sec * base:.3%} of a baseline step"
+            )
+
+
+if __name__ == "__main__":
+    main()

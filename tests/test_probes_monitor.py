@@ -1,0 +1,690 @@
+"""Monitor: probe and live modes, cadence, metrics, failure isolation, TensorBoard."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import subprocess
+import sys
+import textwrap
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from diagnostics import RunLogError, RunWriter, open_run
+from probes import Every, Monitor, Steps, register_metric, unregister_metric
+from probes.metrics import activation_stats
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+ROOT = Path(__file__).resolve().parents[1]
+NO_ESTIMATORS = ["act_stats", "grad_norm", "weight_norm"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # tiny models on a shared machine: intra-op threads only add contention
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def mlp(seed: int = 0) -> nn.Sequential:
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Linear(6, 12), nn.Tanh(), nn.Dropout(0.5), nn.Linear(12, 8), nn.ReLU(), nn.Linear(8, 3)
+    )
+
+
+def data(n: int = 64, seed: int = 1):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 6, generator=g), torch.randint(0, 3, (n,), generator=g)
+
+
+class SGD:
+    """Plain SGD (torch.optim's first step imports torch._dynamo: seconds per session)."""
+
+    def __init__(self, params, lr):
+        self.params, self.lr = list(params), lr
+
+    def zero_grad(self):
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self):
+        for p in self.params:
+            if p.grad is not None:
+                p -= self.lr * p.grad
+
+
+def train_step(model, opt, x, y):
+    opt.zero_grad()
+    loss = nn.functional.cross_entropy(model(x), y)
+    loss.backward()
+    opt.step()
+    return loss
+
+
+def hook_count(model: nn.Module) -> int:
+    return sum(len(m._forward_hooks) for m in model.modules())
+
+
+def scalars(run_dir) -> dict:
+    with open_run(run_dir) as r:
+        df = r.scalars()
+    return {
+        (int(s), m, None if isinstance(lay, float) else lay): v
+        for s, m, lay, v in zip(df.step, df.metric, df.layer, df.value)
+    }
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_probe_mode_matches_manual_eval_forward(tmp_path, device):
+    model = mlp().to(device)
+    x, y = data()
+    x, y = x.to(device), y.to(device)
+    opt = SGD(model.parameters(), lr=0.1)
+    mon = Monitor(
+        model, tmp_path, layers=["1", "4"], probe_inputs=x, probe_labels=y, every=3,
+        metrics=NO_ESTIMATORS,
+    )  # fmt: skip
+    model.train()
+    for step in range(4):
+        train_step(model, opt, x, y)
+        out = mon.step(step)
+        if step == 3:
+            # the same numbers by hand: eval-mode forward of the probe batch
+            model.eval()
+            with torch.no_grad():
+                h1 = model[1](model[0](x))
+                h4 = model[4](model[3](model[2](h1)))
+            model.train()
+            for layer, h, mod in (("1", h1, model[1]), ("4", h4, model[4])):
+                want = activation_stats(h, mod)
+                for k, v in want.items():
+                    assert out[(k, layer)] == pytest.approx(float(v), rel=1e-6, abs=1e-7)
+            gn = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in model.parameters()]))
+            assert out[("grad/norm", None)] == pytest.approx(float(gn), rel=1e-6)
+            wn = torch.linalg.vector_norm(torch.stack([p.norm() for p in model.parameters()]))
+            assert out[("weight/norm", None)] == pytest.approx(float(wn.detach()), rel=1e-6)
+            assert ("weight/norm", "1") not in out  # Tanh has no parameters
+        assert model.training and model[2].training  # train mode restored
+        assert hook_count(model) == 0  # no hook outside the probe forward
+    mon.close()
+    rows = scalars(tmp_path)
+    assert {s for s, m, _ in rows if m == "act/mean"} == {0, 3}
+    assert ("act/saturated_frac", "1") in {(m, lay) for _, m, lay in rows}  # tanh: bounded
+    assert ("act/saturated_frac", "4") not in {(m, lay) for _, m, lay in rows}  # relu: not
+    assert (3, "probe/seconds", None) in rows
+    with open_run(tmp_path) as r:
+        assert r.meta["status"] == "finished"
+        assert r.meta["probes"]["layers"] == ["1", "4"]
+
+
+def test_mixed_train_flags_restored_exactly(tmp_path):
+    model = mlp()
+    model.train()
+    model[2].eval()  # a user who froze dropout
+    x, _ = data()
+    with Monitor(model, None, probe_inputs=x, every=1, metrics=["act_stats"]) as mon:
+        mon.step(0)
+    assert model.training and not model[2].training and model[0].training
+
+
+def test_probe_does_not_touch_user_rng(tmp_path):
+    model = mlp()
+    x, y = data(300)
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    mon = Monitor(model, None, probe_inputs=x, probe_labels=y, every=1, max_rows=50,
+                  metrics=["act_stats"])  # fmt: skip
+    mon.step(0)
+    assert torch.equal(torch.rand(3), expected)
+    assert mon._n_probe == 50
+    mon.close()
+
+
+def test_per_metric_cadence_and_slow_default(tmp_path):
+    model = mlp()
+    x, _ = data()
+    seen = {}
+
+    @register_metric("test/slow_metric", slow=True, overwrite=True)
+    def _slow(z, step):
+        seen.setdefault("slow", set()).add(step)
+        return z.mean()
+
+    try:
+        mon = Monitor(
+            model, None, layers=["1"], probe_inputs=x, every=2, budget=None,
+            metrics={"act_stats": {"every": Steps([1, 5])}, "test/slow_metric": None},
+        )  # fmt: skip
+        recorded = {}
+        for s in range(25):
+            out = mon.step(s)
+            for (m, _layer), _ in out.items():
+                recorded.setdefault(m, set()).add(s)
+        mon.close()
+    finally:
+        unregister_metric("test/slow_metric")
+    assert recorded["act/mean"] == {1, 5}
+    assert seen["slow"] == {0, 20}  # slow_every defaults to every * 10
+    assert recorded["test/slow_metric"] == {0, 20}
+
+
+def test_idle_steps_register_no_hooks_in_live_mode():
+    model = mlp()
+    x, y = data()
+    opt = SGD(model.parameters(), lr=0.01)
+    mon = Monitor(model, None, layers=["1", "4"], every=5, metrics=["act_stats"])
+    assert mon.mode == "live"
+    for s in range(11):
+        armed = hook_count(model)
+        train_step(model, opt, x, y)
+        mon.step(s)
+        # hooks only during the forward of a recorded step
+        assert armed == (2 if s % 5 == 0 else 0), s
+    mon.close()
+    assert hook_count(model) == 0
+
+
+def test_live_mode_records_the_users_forward():
+    """Live capture sees the user's own (train-mode) forward: compare with a hook of ours."""
+    model = mlp()
+    x, y = data()
+    opt = SGD(model.parameters(), lr=0.01)
+    mon = Monitor(model, None, layers=["4"], every=2, metrics=["act_stats"])
+    for s in range(3):
+        mine = {}
+        h = model[4].register_forward_hook(lambda m, a, o, mine=mine: mine.setdefault("z", o))
+        loss = train_step(model, opt, x, y)
+        h.remove()
+        out = mon.step(s, loss=loss)
+        assert bool(out) == (s % 2 == 0)
+    mon.close()
+    want = activation_stats(mine["z"].detach(), model[4])
+    assert out[("act/mean", "4")] == pytest.approx(float(want["act/mean"]), rel=1e-6)
+    assert out[("act/dead_frac", "4")] == pytest.approx(float(want["act/dead_frac"]))
+    assert model.training  # live mode never switches modes
+
+
+def test_live_mode_with_step_stride():
+    """Steps that advance by more than one still get their forward captured."""
+    model = mlp()
+    x, y = data()
+    opt = SGD(model.parameters(), lr=0.01)
+    mon = Monitor(model, None, layers=["1"], every=20, metrics=["act_stats"])
+    got = []
+    for s in range(0, 50, 5):
+        train_step(model, opt, x, y)
+        if mon.step(s):
+            got.append(s)
+    mon.close()
+    assert got == [0, 20, 40]
+
+
+def test_live_labels_reach_metrics():
+    model = mlp()
+    x, y = data()
+    seen = {}
+
+    def needs_y(z, y):
+        seen["y"] = y.clone()
+        return z.shape[0]
+
+    register_metric("test/needs_y", needs_y, overwrite=True)
+    try:
+        mon = Monitor(model, None, layers=["1"], every=1, metrics=["test/needs_y"])
+        model(x)
+        out = mon.step(0, labels=y)
+        assert out[("test/needs_y", "1")] == len(y)
+        assert torch.equal(seen["y"], y)
+        with pytest.warns(RuntimeWarning, match="needs the labels"):
+            model(x)
+            out = mon.step(1)
+        assert ("test/needs_y", "1") not in out
+        mon.close()
+    finally:
+        unregister_metric("test/needs_y")
+
+
+def test_user_scalars_buffered_and_written(tmp_path):
+    model = mlp()
+    x, y = data()
+    opt = SGD(model.parameters(), lr=0.1)
+    mon = Monitor(model, tmp_path, probe_inputs=x, every=10, metrics=["act_stats"])
+    losses = []
+    for s in range(7):
+        loss = train_step(model, opt, x, y)
+        losses.append(float(loss))
+        mon.step(s, loss=loss, acc=0.5)
+    mon.log_scalars(6, {"val/acc": 0.75})
+    mon.close()
+    rows = scalars(tmp_path)
+    assert [rows[(s, "train/loss", None)] for s in range(7)] == pytest.approx(losses)
+    assert rows[(3, "train/acc", None)] == 0.5
+    assert rows[(6, "val/acc", None)] == 0.75
+    with pytest.raises(TypeError, match="expected a scalar"):
+        Monitor(model, None, every=10, metrics=["act_stats"]).step(0, loss=torch.ones(3))
+
+
+def test_max_rows_and_sequence_reduction():
+    torch.manual_seed(0)
+
+    class Seq(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(20, 8)
+            self.block = nn.Linear(8, 8)
+
+        def forward(self, input_ids, attention_mask=None):
+            return self.block(self.emb(input_ids))
+
+    model = Seq()
+    ids = torch.randint(0, 20, (10, 7))
+    mask = torch.ones(10, 7, dtype=torch.long)
+    mask[:, 5:] = 0  # right padding
+    seen = {}
+
+    def rows(z, sample_index):
+        seen["z"], seen["idx"] = z, sample_index
+        return z.shape[0]
+
+    register_metric("test/rows", rows, overwrite=True)
+    try:
+        inputs = {"input_ids": ids, "attention_mask": mask}
+        for reduce, n_rows in (("mean", 10), ("last", 10), ("all", 25)):
+            mon = Monitor(model, None, layers=["block"], probe_inputs=inputs, every=1,
+                          metrics=["test/rows"], reduce=reduce, max_rows=25)  # fmt: skip
+            out = mon.step(0)
+            mon.close()
+            assert out[("test/rows", "block")] == n_rows
+            full = model.block(model.emb(ids)).detach()
+            if reduce == "mean":
+                want = full[:, :5].mean(1)
+                torch.testing.assert_close(seen["z"], want)
+            elif reduce == "last":
+                torch.testing.assert_close(seen["z"], full[:, 4])
+            else:
+                # 50 real tokens subsampled to 25 rows; each row is a real token of its sample
+                assert seen["idx"].shape == (25,)
+                for z_row, i in zip(seen["z"], seen["idx"].tolist()):
+                    assert any(torch.allclose(z_row, full[i, t]) for t in range(5))
+    finally:
+        unregister_metric("test/rows")
+
+
+@dataclasses.dataclass
+class BlockOut:
+    hidden: torch.Tensor
+    extra: torch.Tensor | None = None
+
+
+class Block(nn.Module):
+    def __init__(self, kind):
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+        self.kind = kind
+
+    def forward(self, x):
+        h = self.lin(x)
+        if self.kind == "tuple":
+            return (h, None)
+        if self.kind == "dict":
+            return {"attn": None, "hidden": h}
+        return BlockOut(h)
+
+
+@pytest.mark.parametrize("kind", ["tuple", "dict", "dataclass"])
+def test_structured_outputs(kind):
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.block = Block(kind)
+
+        def forward(self, x):
+            out = self.block(x)
+            h = out[0] if kind == "tuple" else out["hidden"] if kind == "dict" else out.hidden
+            return h.sum(-1)
+
+    net = Net()
+    x = torch.randn(9, 4)
+    mon = Monitor(net, None, layers="block", probe_inputs=x, every=1, metrics=["act_stats"])
+    out = mon.step(0)
+    mon.close()
+    want = net.block.lin(x).detach().mean()
+    assert out[("act/mean", "block")] == pytest.approx(float(want), rel=1e-6)
+
+
+def test_metric_failure_is_isolated(tmp_path):
+    model = mlp()
+    x, y = data()
+    opt = SGD(model.parameters(), lr=0.1)
+
+    def oom(z):
+        raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    register_metric("test/oom", oom, overwrite=True)
+    try:
+        mon = Monitor(model, tmp_path, layers=["1", "4"], probe_inputs=x, every=1,
+                      metrics=["act_stats", "test/oom"], disable_after=3)  # fmt: skip
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for s in range(5):
+                train_step(model, opt, x, y)
+                out = mon.step(s, loss=1.0)
+                assert ("act/mean", "1") in out  # the other metric still records
+        mon.close()
+    finally:
+        unregister_metric("test/oom")
+    oom_warnings = [w for w in caught if "OutOfMemoryError" in str(w.message)]
+    assert len(oom_warnings) == 2  # once per layer source, not once per step
+    with open_run(tmp_path) as r:
+        ev = r.events()
+        assert r.summary()["failures"] == 6
+    fails = ev[ev.kind == "probe_failure"]
+    assert len(fails) == 6  # 3 steps x 2 layers, then switched off
+    assert set(fails.source) == {"test/oom:1", "test/oom:4"}
+    assert all(d["oom"] for d in fails.detail)
+    disabled = ev[ev.kind == "probe_disabled"]
+    assert sorted(d["layer"] for d in disabled.detail) == ["1", "4"]
+    assert sorted(scalars(tmp_path)) and (4, "act/mean", "1") in scalars(tmp_path)
+
+
+def test_nan_activations_recorded_as_failure(tmp_path):
+    model = mlp()
+    x, _ = data()
+    with torch.no_grad():
+        model[3].weight[0, 0] = float("nan")
+
+    from diagnostics._validate import as_samples
+
+    def strict(z):
+        return as_samples(z, name="z").std()  # estimators reject NaN at the boundary
+
+    register_metric("test/strict", strict, overwrite=True)
+    try:
+        with pytest.warns(RuntimeWarning, match="NaN"):
+            mon = Monitor(model, tmp_path, layers=["1", "4"], probe_inputs=x, every=1,
+                          metrics=["act_stats", "test/strict"])  # fmt: skip
+            out = mon.step(0)
+            mon.close()
+    finally:
+        unregister_metric("test/strict")
+    assert math.isnan(out[("act/mean", "4")])  # NaN is recorded as NaN
+    assert ("test/strict", "1") in out and ("test/strict", "4") not in out
+    with open_run(tmp_path) as r:
+        ev = r.events()
+    assert list(ev.source) == ["test/strict:4"]
+    assert "NaN" in ev.message[0]
+
+
+class _FullDisk(RunWriter):
+    """A writer whose disk is full while ``full`` is set."""
+
+    full = False
+
+    def flush(self):
+        if self.full:
+            raise RunLogError(f"cannot write run log {self.path}: the disk is full")
+        super().flush()
+
+
+def test_full_disk_warns_once_and_training_continues(tmp_path):
+    model = mlp()
+    x, y = data()
+    opt = SGD(model.parameters(), lr=0.1)
+    writer = _FullDisk(tmp_path, flush_seconds=0)
+    mon = Monitor(model, writer, probe_inputs=x, every=1, metrics=["act_stats"], retry_seconds=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for s in range(8):
+            writer.full = 2 <= s < 5
+            train_step(model, opt, x, y)
+            out = mon.step(s, loss=1.0)
+            assert ("act/mean", "0") in out  # still computing
+        mon.close()
+    assert len([w for w in caught if "disk is full" in str(w.message)]) == 1
+    writer.close()
+    rows = scalars(tmp_path)
+    assert (0, "act/mean", "0") in rows and (7, "act/mean", "0") in rows
+    with open_run(tmp_path) as r:
+        ev = r.events()
+    assert list(ev.kind) == ["run_log_recovered"]
+
+
+@pytest.mark.slow
+def test_real_full_disk_in_subprocess(tmp_path):
+    """RLIMIT_FSIZE makes SQLite report a full disk; training must finish anyway."""
+    script = textwrap.dedent(
+        f"""
+        import os, resource, signal, warnings, sys
+        import torch
+        from torch import nn
+        from probes import Monitor
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        torch.set_num_threads(1)
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2))
+        x = torch.randn(32, 4); y = torch.randint(0, 2, (32,))
+        mon = Monitor(model, {str(tmp_path / "run")!r}, probe_inputs=x, every=1,
+                      metrics=["act_stats", "weight_norm"])
+        mon.writer.flush_seconds = 0
+        done = []
+        def train(steps):
+            for step in steps:
+                done.append(step)
+                model.zero_grad()
+                loss = nn.functional.cross_entropy(model(x), y)
+                loss.backward()
+                with torch.no_grad():
+                    for p in model.parameters():
+                        p -= 0.1 * p.grad
+                mon.step(step, loss=loss)
+        train(range(10))
+        mon.flush()
+        # from here on no file may grow by more than a few pages
+        limit = os.path.getsize(mon.writer.path) + os.path.getsize(str(mon.writer.path) + "-wal")
+        limit += 8192
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            train(range(10, 200))
+            mon.close()
+        full = [w for w in caught if "could not be written" in str(w.message)]
+        print("WARNINGS", len(full), "STEPS", len(done))
+        """
+    )
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "WARNINGS 1 STEPS 200" in proc.stdout, proc.stdout + proc.stderr[-2000:]
+    # what was committed before the disk filled up is still readable
+    with open_run(tmp_path / "run") as r:
+        assert set(range(10)) <= set(r.scalars().step)
+
+
+def test_tensorboard_mirror(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from torch.utils.tensorboard import SummaryWriter
+
+    model = mlp()
+    x, _ = data()
+    tb = SummaryWriter(str(tmp_path / "tb"))
+    mon = Monitor(model, tmp_path / "run", layers=["1"], probe_inputs=x, every=2,
+                  metrics=["act_stats"], tensorboard=tb)  # fmt: skip
+    for s in range(5):
+        mon.step(s, loss=float(s))
+    mon.close()
+    tb.close()
+    acc = EventAccumulator(str(tmp_path / "tb"))
+    acc.Reload()
+    tags = acc.Tags()["scalars"]
+    assert "train/loss" in tags and "act/mean/1" in tags
+    assert [e.step for e in acc.Scalars("act/mean/1")] == [0, 2, 4]
+    assert [e.value for e in acc.Scalars("train/loss")] == [0, 1, 2, 3, 4]
+    rows = scalars(tmp_path / "run")
+    for e in acc.Scalars("act/mean/1"):
+        assert e.value == pytest.approx(rows[(e.step, "act/mean", "1")], rel=1e-6)
+
+
+def test_collapse_alerts_written_once(tmp_path):
+    """A layer whose effective rank falls: the monitor writes one alert per severity."""
+    series = {0: 20.0, 1: 18.0, 2: 8.0, 3: 7.0, 4: 7.0, 5: 1.2, 6: 1.1, 7: 1.1}
+
+    def fake_rank(z, step):
+        return series[step]
+
+    register_metric("test/rank", fake_rank, outputs="repr/effective_rank", overwrite=True)
+    try:
+        mon = Monitor(mlp(), tmp_path, layers=["1"], probe_inputs=data()[0], every=1,
+                      metrics=["test/rank"])  # fmt: skip
+        for s in range(8):
+            mon.step(s)
+        mon.close()
+    finally:
+        unregister_metric("test/rank")
+    with open_run(tmp_path) as r:
+        alerts = r.alerts()
+    assert list(alerts.indicator) == ["rank_collapse", "rank_collapse"]
+    assert list(alerts.severity) == ["warning", "collapsed"]
+    assert list(alerts.step) == [3, 6]  # patience 2: the condition held twice
+    ev = alerts.evidence[1]
+    assert ev["series"] == "repr/effective_rank" and ev["peak"] == 20.0 and ev["layer"] == "1"
+    assert [a.severity for a in mon.alerts] == ["warning", "collapsed"]
+
+
+def test_validation_errors(tmp_path):
+    model = mlp()
+    x, y = data()
+    with pytest.raises(ValueError, match="closest names"):
+        Monitor(model, None, layers="5.weight", probe_inputs=x)
+    with pytest.raises(ValueError, match="unknown metric 'act_stat'.*'act_stats'"):
+        Monitor(model, None, probe_inputs=x, metrics=["act_stat"])
+    with pytest.raises(TypeError, match="unknown option"):
+        Monitor(model, None, probe_inputs=x, metrics={"act_stats": {"bogus": 1}})
+    with pytest.raises(ValueError, match="probe_labels: expected 64 labels"):
+        Monitor(model, None, probe_inputs=x, probe_labels=y[:5])
+    with pytest.raises(ValueError, match="mode"):
+        Monitor(model, None, probe_inputs=x, mode="eval")
+    with pytest.raises(ValueError, match="needs a probe batch"):
+        Monitor(model, None, mode="probe")
+    with pytest.raises(ValueError, match="every"):
+        Monitor(model, None, probe_inputs=x, every=0)
+    mon = Monitor(model, None, probe_inputs=x, metrics=["act_stats"])
+    mon.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        mon.step(1)
+
+
+def test_context_manager_marks_failed_run(tmp_path):
+    with pytest.raises(KeyError):
+        with Monitor(mlp(), tmp_path, probe_inputs=data()[0], metrics=["act_stats"]) as mon:
+            mon.step(0)
+            raise KeyError("boom")
+    with open_run(tmp_path) as r:
+        assert r.meta["status"] == "failed"
+        assert r.meta["probes"]["mode"] == "probe"
+
+
+def test_user_owned_writer_stays_open(tmp_path):
+    with RunWriter(tmp_path, meta={"name": "mine"}) as w:
+        mon = Monitor(mlp(), w, probe_inputs=data()[0], every=1, metrics=["act_stats"],
+                      config={"lr": 0.1})  # fmt: skip
+        mon.step(0)
+        mon.close()
+        assert not w.closed
+        w.log(1, {"train/loss": 1.0})
+    with open_run(tmp_path) as r:
+        assert r.meta["name"] == "mine" and r.meta["config"] == {"lr": 0.1}
+        assert "act/mean" in r.metrics() and "train/loss" in r.metrics()
+
+
+def test_numpy_probe_batch():
+    x, y = data()
+    mon = Monitor(mlp(), None, layers=["1"], probe_inputs=x.numpy(), probe_labels=y.numpy(),
+                  every=1, metrics=["act_stats"])  # fmt: skip
+    out = mon.step(0)
+    mon.close()
+    with Monitor(mlp(), None, layers=["1"], probe_inputs=x, every=1, metrics=["act_stats"]) as m2:
+        same = m2.step(0)
+    for key in [("act/mean", "1"), ("act/std", "1"), ("act/saturated_frac", "1")]:
+        assert out[key] == same[key]
+
+
+def test_every_accepts_cadences():
+    mon = Monitor(mlp(), None, probe_inputs=data()[0], every="log", metrics=["act_stats"])
+    got = [s for s in range(30) if mon.step(s)]
+    mon.close()
+    assert got == [0, 1, 2, 3, 4, 5, 6, 8, 10, 13, 16, 20, 25]
+    mon = Monitor(mlp(), None, probe_inputs=data()[0], every=Every(4, start=2),
+                  metrics=["act_stats"])  # fmt: skip
+    assert [s for s in range(12) if mon.step(s)] == [2, 6, 10]
+
+
+def test_budget_postpones_expensive_metrics(tmp_path, monkeypatch):
+    """A fake clock: each training step takes 1 s, the expensive metric 0.5 s; with a 5%
+    budget it runs about once per ten steps, cheap metrics every step."""
+    import time as time_module
+
+    clock = [1000.0]
+    monkeypatch.setattr(time_module, "perf_counter", lambda: clock[0])
+
+    def expensive(z):
+        clock[0] += 0.5
+        return z.std()
+
+    register_metric("test/expensive", expensive, expensive=True, overwrite=True)
+    try:
+        mon = Monitor(mlp(), tmp_path, layers=["1"], probe_inputs=data()[0], every=1,
+                      metrics=["act_stats", "test/expensive"], budget=0.05)  # fmt: skip
+        ran, cheap = [], []
+        for s in range(100):
+            clock[0] += 1.0  # the user's training step
+            out = mon.step(s)
+            cheap.append(("act/mean", "1") in out)
+            if ("test/expensive", "1") in out:
+                ran.append(s)
+        mon.close()
+    finally:
+        unregister_metric("test/expensive")
+    assert all(cheap)  # cheap metrics keep their cadence
+    assert ran[0] == 0  # each expensive metric runs at least once
+    assert 8 <= len(ran) <= 12, ran  # about budget * time / cost
+    share = 0.5 * len(ran) / 100.0
+    assert share <= 0.05 + 0.5 / 100  # within one run of the budget
+    assert mon.deferred["test/expensive"] == 100 - len(ran)
+    with open_run(tmp_path) as r:
+        ev = r.events()
+        assert r.meta["probes"]["budget"] == 0.05
+    assert list(ev.kind) == ["probe_deferred"]  # said once, not at every postponement
+
+
+def test_estimator_warnings_are_relayed_once():
+    def noisy(z):
+        warnings.warn(f"{int(z.shape[0])} values clipped", UserWarning, stacklevel=1)
+        return z.mean()
+
+    register_metric("test/noisy", noisy, overwrite=True)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            mon = Monitor(mlp(), None, layers=["1", "4"], probe_inputs=data()[0], every=1,
+                          metrics=["test/noisy"])  # fmt: skip
+            for s in range(4):
+                mon.step(s)
+            mon.close()
+    finally:
+        unregister_metric("test/noisy")
+    relayed = [w for w in caught if "values clipped" in str(w.message)]
+    assert len(relayed) == 1 and relayed[0].category is UserWarning
+    assert "test/noisy on layer 1" in str(relayed[0].message)
