@@ -174,6 +174,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     logging.getLogger("infoscope.probes").setLevel(logging.ERROR)  # no collapse alerts here
+    warnings.simplefilter("ignore")  # estimator warnings (e.g. binning clipping) are not timed
     data = load()
     variants = ["none", "idle", "default", "default-live"]
     print(
