@@ -11,7 +11,8 @@
 
 Modules: :mod:`probes.monitor` (the Monitor), :mod:`probes.layers` (layer names and
 selection), :mod:`probes.capture` (hooks, output extraction, sequence reduction),
-:mod:`probes.cadence`, :mod:`probes.metrics` (the metric registry),
+:mod:`probes.cadence`, :mod:`probes.metrics` (the metric registry), :mod:`probes.lm`
+(``LMMonitor``: token, attention and RL entropy of language models),
 :mod:`probes.lightning` and :mod:`probes.hf` (training-framework callbacks; extras
 ``infoscope[lightning]`` and ``infoscope[hf]``).
 """
@@ -29,6 +30,7 @@ from probes.monitor import Monitor, default_metrics
 _LAZY = {
     "InfoscopeCallback": "probes.lightning",
     "InfoscopeTrainerCallback": "probes.hf",
+    "LMMonitor": "probes.lm",
 }
 
 __all__ = [
