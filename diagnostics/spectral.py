@@ -566,8 +566,12 @@ def diffusion_spectral_mutual_information(
     sizes = counts.tolist()  # host sync: sizes drive the sampling
     order = torch.argsort(labels, stable=True)  # cluster members in their original order
 
-    # (cluster, is_conditional, rows) for every DSE evaluation, grouped by size
-    groups: dict[int, list[tuple[int, bool, torch.Tensor]]] = {}
+    # Every DSE evaluation, grouped by matrix size: the conditional DSE of each cluster
+    # (key: cluster index) and the random subsets (key: -1 - cluster size). dse-dsmi
+    # re-seeds before drawing each cluster's subsets, so clusters of equal size get the
+    # very same subsets: they are evaluated once per distinct size (exactly the same
+    # numbers, and 4x fewer eigensolves for balanced classes).
+    groups: dict[int, list[tuple[int, torch.Tensor]]] = {}
     rng = random.Random()
     start = 0
     for ci, n_c in enumerate(sizes):
@@ -575,25 +579,29 @@ def diffusion_spectral_mutual_information(
         start += n_c
         if max_n is not None and n_c > max_n:
             rows = rows[_index(_sample_rows(n_c, max_n, seed), z.device)]
-        groups.setdefault(rows.numel(), []).append((ci, True, rows))
+        groups.setdefault(rows.numel(), []).append((ci, rows))
+        if n_c in sizes[:ci]:
+            continue  # same subsets as an earlier cluster of this size
         rng.seed(seed)
         for _ in range(repetitions):
             picked = rng.sample(range(n), n_c)
             if max_n is not None and n_c > max_n:
                 rng.seed(seed)  # dse-dsmi's DSE re-seeds the shared generator
                 picked = [picked[i] for i in rng.sample(range(n_c), max_n)]
-            groups.setdefault(len(picked), []).append((ci, False, _index(picked, z.device)))
+            groups.setdefault(len(picked), []).append((-1 - n_c, _index(picked, z.device)))
 
     n_cl = len(sizes)
     h_cond = torch.zeros(n_cl, dtype=torch.float64, device=z.device)
-    h_marg = torch.zeros(n_cl, dtype=torch.float64, device=z.device)
+    h_subsets: dict[int, torch.Tensor] = {}  # cluster size -> summed DSE of its subsets
     for jobs in groups.values():
-        idx = torch.stack([rows for _, _, rows in jobs])
+        idx = torch.stack([rows for _, rows in jobs])
         h = _diffusion_entropies(z[idx], sigma, t, dtype)
-        which = torch.tensor([ci for ci, _, _ in jobs], device=z.device)
-        cond = torch.tensor([c for _, c, _ in jobs], device=z.device)
-        h_cond.index_add_(0, which[cond], h[cond])
-        h_marg.index_add_(0, which[~cond], h[~cond])
+        for j, (key, _) in enumerate(jobs):
+            if key >= 0:
+                h_cond[key] = h[j]
+            else:
+                h_subsets[-1 - key] = h_subsets.get(-1 - key, 0.0) + h[j]
+    h_marg = torch.stack([torch.as_tensor(h_subsets[n_c]) for n_c in sizes]).to(h_cond)
     weights = counts.to(torch.float64) / n
     mi = (weights * (h_marg / repetitions - h_cond)).sum()
     return to_base(mi, base)

@@ -161,6 +161,17 @@ def test_dsmi_matches_reference_with_integer_labels():
     assert abs(ours_r - ref_r) < BITS
 
 
+def test_dsmi_matches_reference_when_clusters_share_sizes():
+    # equal-sized clusters share their random subsets (evaluated once per size)
+    rng = np.random.default_rng(4)
+    labels = np.array([0] * 100 + [1] * 100 + [2] * 50 + [3] * 50 + [4] * 37)
+    x = rng.normal(size=(len(labels), 12)) + labels[:, None] * 0.4
+    for seed in (0, 3):
+        ours = float(diffusion_spectral_mutual_information(x, labels, seed=seed, base=2))
+        ref, _ = official_dsmi(x, labels, random_seed=seed)
+        assert abs(ours - ref) < BITS
+
+
 def test_dsmi_matches_reference_with_continuous_1d_reference():
     x, y = blobs(n=500, d=16, scale=1.0, seed=3)
     r = x[:, 0] + 0.5 * np.random.default_rng(0).normal(size=len(x))
