@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -313,6 +314,34 @@ def run_every(runs: list[Run]) -> float | None:
     if any(r.live for r in runs):
         return float(st.session_state.get("every", 2) or 2)
     return None
+
+
+def _select_runs(rels: list[str]) -> None:
+    st.session_state["run"] = rels
+
+
+def suggest_runs(has: Callable[[list[str]], bool], what: str, *, limit: int = 4) -> None:
+    """In an empty state: offer a button that picks the runs below the root whose metrics
+    satisfy ``has`` (e.g. the runs that logged an information plane)."""
+    base = root()
+    picked = set(st.session_state.get("run") or [])
+    found = []
+    for rel in run_list(str(base)):
+        if rel in picked:
+            continue
+        run = _probe(base, rel)
+        if run.ok and has(metric_names(run)):
+            found.append(rel)
+        if len(found) == limit:
+            break
+    if found:
+        st.button(
+            f"Show the runs with {what}: {', '.join(found)}",
+            on_click=_select_runs,
+            args=(found,),
+            key=f"suggest_{what}",
+            icon=":material/arrow_forward:",
+        )
 
 
 def stop_until_new_rows(runs: list[Run]) -> None:

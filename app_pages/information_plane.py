@@ -21,6 +21,7 @@ if not estimators:
         "with the information-plane probe, or `RunWriter.log(step, {...}, layer=name)`.",
         icon=":material/scatter_plot:",
     )
+    C.suggest_runs(lambda names: bool(F.info_plane_estimators(names)), "an information plane")
     C.stop_until_new_rows(runs)
 
 c1, c2, c3 = st.columns([2, 3, 1])

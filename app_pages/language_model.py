@@ -29,6 +29,10 @@ if not (any(has(m) for m in QUANTILES + TOPK + RL) or has_attn):
         "(the language-model probes write them).",
         icon=":material/translate:",
     )
+    C.suggest_runs(
+        lambda n: any(m.startswith(("lm/", "rl/", "attn/entropy")) for m in n),
+        "language-model metrics",
+    )
     C.stop_until_new_rows(runs)
 
 attn_runs = [r for r in runs if any(m.startswith("attn/entropy/h") for m in names[r.rel])]

@@ -116,6 +116,22 @@ def test_information_plane_empty_state(runs_root, monkeypatch):
     at = open_page(runs_root, "information-plane", monkeypatch, run=["lm/grpo"])
     assert not specs(at)
     assert any("No information-plane metrics" in i.value for i in at.info)
+    # the empty state offers the runs that have an information plane, and picks them
+    (button,) = [b for b in at.button if "information plane" in b.label]
+    assert "ib/tanh" in button.label and "ib/relu" in button.label
+    button.click().run()
+    assert not at.exception
+    assert set(at.session_state["run"]) == {"ib/tanh", "ib/relu"}
+    assert specs(at) and not any("No information-plane metrics" in i.value for i in at.info)
+
+
+def test_language_model_empty_state_offers_lm_runs(runs_root, monkeypatch):
+    at = open_page(runs_root, "language-model", monkeypatch, run=["ib/tanh"])
+    (button,) = [b for b in at.button if "language-model" in b.label]
+    assert "lm/grpo" in button.label and "ib/relu" not in button.label
+    button.click().run()
+    assert not at.exception and at.session_state["run"] == ["lm/grpo"]
+    assert specs(at)
 
 
 def test_representations_lines_heatmap_and_small_multiples(runs_root, monkeypatch):
