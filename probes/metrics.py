@@ -43,8 +43,8 @@ name               records                                 calls
 ``dse``            ``repr/dse``                            ``diagnostics.diffusion_spectral_entropy``
 ``dsmi``           ``repr/dsmi_y`` (needs labels)          ``diagnostics.diffusion_spectral_mutual_information``
 ``dsmi_x``         ``repr/dsmi_x`` (needs inputs)          the same, with ``cluster_reference(x)`` computed once
-``info_plane``     ``info_plane/{method}/I_XT``, ``I_TY``  ``diagnostics.information_plane`` (or
-                   (needs inputs and labels)               ``mutual_information`` until it exists)
+``info_plane``     ``info_plane/{method}/I_XT``, ``I_TY``  ``diagnostics.information_plane``
+                   (needs inputs and labels)
 ``grad_norm``      ``grad/norm`` per layer and model       reductions here
 ``weight_norm``    ``weight/norm`` per layer and model     reductions here
 =================  ======================================  ============================
@@ -442,17 +442,11 @@ def _info_plane(
     method: str = "binning",
     **options: Any,
 ) -> dict[str, Any]:
-    """I(X;T) and I(T;Y) of the layer (nats) with the chosen MI estimator."""
+    """I(X;T) and I(T;Y) of the layer (nats): ``diagnostics.information_plane``."""
     prefix = f"info_plane/{method}"
-    if importlib.util.find_spec("diagnostics.infoplane") is not None:
-        frame = _diagnostics("information_plane")({layer: z}, x, y, method=method, **options)
-        row = frame.iloc[0]
-        return {f"{prefix}/I_XT": float(row["I_XT"]), f"{prefix}/I_TY": float(row["I_TY"])}
-    mi = _diagnostics("mutual_information")
-    return {
-        f"{prefix}/I_XT": mi(x, z, method=method, **options),
-        f"{prefix}/I_TY": mi(z, y, method=method, **options),
-    }
+    frame = _diagnostics("information_plane")({layer: z}, x, y, method=method, **options)
+    row = frame.iloc[0]
+    return {f"{prefix}/I_XT": float(row["I_XT"]), f"{prefix}/I_TY": float(row["I_TY"])}
 
 
 register_metric(
@@ -460,7 +454,7 @@ register_metric(
     _info_plane,
     outputs=("info_plane/{method}/I_XT", "info_plane/{method}/I_TY"),
     slow=True,
-    requires=("diagnostics.mi",),
+    requires=("diagnostics.infoplane",),
 )
 
 
