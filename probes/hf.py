@@ -56,12 +56,27 @@ class InfoscopeTrainerCallback(TrainerCallback):
     ----------
     run:
         The run directory; default ``{args.output_dir}/infoscope``.
+    monitor_class:
+        The monitor to build: :class:`~probes.monitor.Monitor` (default) or
+        :class:`~probes.lm.LMMonitor` for a causal LM (token and attention entropy).
     **monitor_options:
-        Keyword arguments of :class:`~probes.monitor.Monitor`.
+        Keyword arguments of the monitor class.
     """
 
-    def __init__(self, run: str | os.PathLike | None = None, **monitor_options: Any) -> None:
+    def __init__(
+        self,
+        run: str | os.PathLike | None = None,
+        *,
+        monitor_class: type[Monitor] = Monitor,
+        **monitor_options: Any,
+    ) -> None:
+        if not (isinstance(monitor_class, type) and issubclass(monitor_class, Monitor)):
+            raise TypeError(
+                f"monitor_class: expected probes.Monitor or a subclass (e.g. LMMonitor), "
+                f"got {monitor_class!r}"
+            )
         self.run = run
+        self.monitor_class = monitor_class
         self.monitor_options = monitor_options
         self.monitor: Monitor | None = None
 
@@ -77,7 +92,7 @@ class InfoscopeTrainerCallback(TrainerCallback):
                 options["config"] = args.to_dict()
             except Exception:  # pragma: no cover - defensive
                 pass
-        self.monitor = Monitor(model, run, **options)
+        self.monitor = self.monitor_class(model, run, **options)
 
     def on_step_begin(self, args, state, control, **kwargs):
         if self.monitor is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import math
 import sys
 
 import pytest
@@ -190,3 +191,37 @@ def test_hf_trainer_callback_tiny_bert(tmp_path):
     trainer = transformers.Trainer(model=model, args=args, train_dataset=train, callbacks=[cb])
     trainer.train()
     _check_bert_run(tmp_path / "run", model)
+
+
+@pytest.mark.slow
+def test_hf_trainer_callback_with_lm_monitor_on_tiny_gpt2(tmp_path):
+    """A real Trainer run of a causal LM with the LM monitor: token entropy recorded live."""
+    pytest.importorskip("accelerate", reason="transformers.Trainer needs accelerate")
+    transformers = pytest.importorskip("transformers")
+    from probes import InfoscopeTrainerCallback
+    from probes.lm import LMMonitor
+
+    cfg = transformers.GPT2Config(
+        vocab_size=50, n_positions=32, n_embd=16, n_layer=2, n_head=2, attn_implementation="eager"
+    )
+    torch.manual_seed(0)
+    model = transformers.GPT2LMHeadModel(cfg)
+    ids = torch.randint(0, 50, (24, 12))
+    train = [{"input_ids": ids[i], "labels": ids[i]} for i in range(24)]
+    cb = InfoscopeTrainerCallback(tmp_path / "run", monitor_class=LMMonitor, every=2)
+    args = transformers.TrainingArguments(
+        output_dir=str(tmp_path / "out"), max_steps=4, per_device_train_batch_size=6,
+        logging_steps=1, report_to=[], use_cpu=True, save_strategy="no", disable_tqdm=True,
+        learning_rate=1e-3, dataloader_num_workers=0,
+    )  # fmt: skip
+    transformers.Trainer(model=model, args=args, train_dataset=train, callbacks=[cb]).train()
+    got, meta, events = _table(tmp_path / "run")
+    assert meta["status"] == "finished"
+    steps = got[("lm/token_entropy/mean", None)]
+    assert steps and steps <= {0, 1, 2, 3, 4}
+    assert got[("train/loss", None)] >= {1, 2, 3, 4}
+    with open_run(tmp_path / "run") as r:
+        ent = r.scalars(metrics="lm/token_entropy/mean").value
+    assert ((ent > 0) & (ent <= math.log(50) + 1e-6)).all()  # a near-uniform random LM
+    with pytest.raises(TypeError, match="monitor_class"):
+        InfoscopeTrainerCallback(tmp_path / "x", monitor_class=dict)
