@@ -613,8 +613,9 @@ def diffusion_spectral_mutual_information(
 def _singular_values(z: torch.Tensor, center: bool, dtype: torch.dtype) -> torch.Tensor:
     """Singular values of ``z`` (``min(n, d)`` of them), from the eigenvalues of the
     smaller Gram matrix (about 2x faster than an SVD on the CPU). Eigenvalues below the
-    rounding level ``min(n, d) * eps * lambda_max`` are zero: a singular value that small
-    (relative ``< 3e-7`` in float64) changes an entropy of the spectrum by ``< 1e-5``."""
+    rounding level ``min(n, d) * eps * lambda_max`` are zero: each singular value that
+    small (relative ``< ~3e-7`` in float64) would add ``< 5e-6`` to the spectrum's
+    entropy (on random and low-rank matrices the result equals ``svdvals``' to 1e-13)."""
     x = z.to(torch.float64)
     if center:
         x = x - x.mean(dim=0, keepdim=True)
