@@ -120,7 +120,7 @@ def analyze_snapshots(
     Returns the run directory.
     """
     from diagnostics import lm
-    from diagnostics.collapse import detect_collapse
+    from diagnostics.collapse import Alert, detect_collapse
     from diagnostics.lm_collapse import detect_lm_collapse
     from diagnostics.runlog import RunWriter, open_run
 
@@ -170,12 +170,5 @@ def analyze_snapshots(
             for alert in detect_collapse(scalars):
                 alert.write_to(w)
             for a in detect_lm_collapse(scalars):
-                w.alert(
-                    a["step"],
-                    a["indicator"],
-                    severity=a["severity"],
-                    message=a["message"],
-                    layer=a.get("layer"),
-                    evidence=a.get("evidence"),
-                )
+                Alert(**a).write_to(w)
     return Path(out)
