@@ -1,0 +1,43 @@
+"""What every ``infoscope`` subcommand shares: the :func:`command` registry, the error type
+that prints as ``infoscope: error: ...``, and the default runs folder."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+
+Handler = Callable[[argparse.Namespace], int]
+Setup = Callable[[argparse.ArgumentParser], Handler]
+
+#: subcommand name -> (one-line help, setup); filled by :func:`command` as modules import
+COMMANDS: dict[str, tuple[str, Setup]] = {}
+
+
+def command(name: str, *, help: str):
+    """Register a subcommand: the decorated function fills its parser and returns the
+    handler, which returns an exit code."""
+
+    def register(setup: Setup) -> Setup:
+        COMMANDS[name] = (help, setup)
+        return setup
+
+    return register
+
+
+class CLIError(Exception):
+    """An error to print as ``infoscope: error: ...`` with exit code 2."""
+
+
+def repo_root() -> Path:
+    """The source checkout this package was imported from (meaningful in a checkout only)."""
+    return Path(__file__).resolve().parents[2]
+
+
+def default_root() -> Path:
+    """The runs folder used when none is given: ``./sample_runs``, ``./runs``, then the
+    project's own ``sample_runs/``."""
+    for candidate in (Path("sample_runs"), Path("runs"), repo_root() / "sample_runs"):
+        if candidate.is_dir():
+            return candidate
+    return Path("runs")
