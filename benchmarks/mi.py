@@ -46,7 +46,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import npeet_plus  # noqa: E402
 import torch  # noqa: E402
 
-from diagnostics.mi import ksg_mi  # noqa: E402
+from diagnostics.estimators import ksg_mi  # noqa: E402
 
 _PROC = os.path.exists("/proc/self/clear_refs") and os.path.exists("/proc/self/status")
 

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from diagnostics.spectral import (  # noqa: E402
+from diagnostics.estimators import (  # noqa: E402
     diffusion_spectral_entropy,
     diffusion_spectral_mutual_information,
 )

@@ -1,107 +1,83 @@
-"""infoscope diagnostics: estimators, collapse detectors, the run log, figures, CLI.
+"""infoscope diagnostics: estimators, collapse detectors, the run log, offline analysis, CLI.
 
-Public names are imported lazily so that ``import diagnostics`` stays cheap and does
-not import torch: the dashboard reads run logs through this package without ever
-loading PyTorch. Accessing an estimator imports its module (and torch) on first use.
+=====================  ==========================================================================
+``estimators/``        pure functions, tensor in -> 0-d tensor out (MI, entropy, spectral, LM)
+``detectors/``         judgements over recorded series, written as alerts
+``runlog/``            the run log (SQLite): ``RunWriter``, ``open_run``, ``list_runs``
+``schema``             the vocabulary every layer shares: tables, metric names, indicators
+``offline/``           saved activations, logits and training logs turned into runs
+``cli/``               the ``infoscope`` command, one module per subcommand
+``datasets``           generated data sets (the 12-bit task, bump images)
+=====================  ==========================================================================
+
+Public names are imported lazily so that ``import diagnostics`` stays cheap and does not
+import torch: the dashboard reads run logs through this package without ever loading
+PyTorch. Accessing an estimator imports its module (and torch) on first use.
 """
 
 from __future__ import annotations
 
 from importlib import import_module
 
+from diagnostics import _moved
 from diagnostics._version import __version__
 
-# public name -> module that defines it (one group per module; keep groups apart)
-_EXPORTS: dict[str, str] = {
-    # run log
-    "RunWriter": "diagnostics.runlog",
-    "RunReader": "diagnostics.runlog",
-    "RunLogError": "diagnostics.runlog",
-    "open_run": "diagnostics.runlog",
-    "list_runs": "diagnostics.runlog",
-    "summarize_runs": "diagnostics.runlog",
-    "SCHEMA_VERSION": "diagnostics.schema",
-    #
+_ESTIMATORS = (
     # mutual information and entropy
-    "mutual_information": "diagnostics.mi",
-    "entropy": "diagnostics.mi",
-    "ksg_mi": "diagnostics.mi",
-    "binning_mi": "diagnostics.mi",
-    "kde_mi": "diagnostics.mi",
-    "renyi_mi": "diagnostics.mi",
-    "cs_mi": "diagnostics.mi",
-    "cca_mi": "diagnostics.mi",
-    "kl_entropy": "diagnostics.mi",
-    "weighted_kl_entropy": "diagnostics.mi",
-    "bsy_weights": "diagnostics.mi",
-    "binning_entropy": "diagnostics.mi",
-    "discrete_entropy": "diagnostics.mi",
-    "kde_entropy": "diagnostics.mi",
-    "renyi_entropy": "diagnostics.mi",
-    "discretize": "diagnostics.mi",
-    "MI_METHODS": "diagnostics.mi",
-    "ENTROPY_METHODS": "diagnostics.mi",
-    #
-    # spectral diagnostics
-    "diffusion_spectral_entropy": "diagnostics.spectral",
-    "diffusion_spectral_mutual_information": "diagnostics.spectral",
-    "cluster_reference": "diagnostics.spectral",
-    "median_sigma": "diagnostics.spectral",
-    "effective_rank": "diagnostics.spectral",
-    "von_neumann_entropy": "diagnostics.spectral",
-    "alpha_req": "diagnostics.spectral",
-    #
+    "mutual_information", "entropy", "MI_METHODS", "ENTROPY_METHODS",
+    "ksg_mi", "binning_mi", "kde_mi", "renyi_mi", "cs_mi", "cca_mi",
+    "kl_entropy", "weighted_kl_entropy", "bsy_weights", "binning_entropy",
+    "discrete_entropy", "kde_entropy", "renyi_entropy", "discretize",
+    # spectral
+    "diffusion_spectral_entropy", "diffusion_spectral_mutual_information",
+    "cluster_reference", "median_sigma", "effective_rank", "von_neumann_entropy", "alpha_req",
     # information plane
-    "information_plane": "diagnostics.infoplane",
+    "information_plane", "compressed_mi",
+    # language models
+    "token_entropy", "token_stats", "token_logprobs", "topk_mass", "topk_entropy",
+    "sum_squared_probs", "perplexity", "masked_mean", "masked_quantiles",
+    "completion_entropy", "entropy_advantage_covariance", "positive_covariance_share",
+    "top_covariance_tokens", "answer_entropy", "fit_entropy_reward", "attention_entropy",
+)  # fmt: skip
+
+_DETECTORS = (
+    "CollapseDetector", "CollapseSettings", "CollapseAlert", "detect_collapse",
+    "detect_token_entropy_collapse", "detect_over_optimisation", "detect_positive_covariance",
+    "detect_attention_collapse", "detect_entropic_overload", "detect_lm_collapse",
+)  # fmt: skip
+
+# public name -> module that defines it
+_EXPORTS: dict[str, str] = {
+    **dict.fromkeys(
+        ("RunWriter", "RunReader", "RunLogError", "open_run", "list_runs", "summarize_runs"),
+        "diagnostics.runlog",
+    ),
+    "SCHEMA_VERSION": "diagnostics.schema",
+    **dict.fromkeys(_ESTIMATORS, "diagnostics.estimators"),
+    **dict.fromkeys(_DETECTORS, "diagnostics.detectors"),
     "tishby_dataset": "diagnostics.datasets",
     "synthetic_mi_images": "diagnostics.datasets",
-    "compressed_mi": "diagnostics.compressed",
-    #
-    # language models
-    "token_entropy": "diagnostics.lm",
-    "token_stats": "diagnostics.lm",
-    "token_logprobs": "diagnostics.lm",
-    "topk_mass": "diagnostics.lm",
-    "topk_entropy": "diagnostics.lm",
-    "sum_squared_probs": "diagnostics.lm",
-    "perplexity": "diagnostics.lm",
-    "masked_mean": "diagnostics.lm",
-    "masked_quantiles": "diagnostics.lm",
-    "completion_entropy": "diagnostics.lm",
-    "entropy_advantage_covariance": "diagnostics.lm",
-    "positive_covariance_share": "diagnostics.lm",
-    "top_covariance_tokens": "diagnostics.lm",
-    "answer_entropy": "diagnostics.lm",
-    "fit_entropy_reward": "diagnostics.lm",
-    "attention_entropy": "diagnostics.lm",
-    "detect_token_entropy_collapse": "diagnostics.lm_collapse",
-    "detect_over_optimisation": "diagnostics.lm_collapse",
-    "detect_positive_covariance": "diagnostics.lm_collapse",
-    "detect_attention_collapse": "diagnostics.lm_collapse",
-    "detect_entropic_overload": "diagnostics.lm_collapse",
-    "detect_lm_collapse": "diagnostics.lm_collapse",
-    #
-    # figure builders (DataFrame -> plotly Figure; used by the dashboard)
-    "line_figure": "diagnostics.figures",
-    "info_plane_figure": "diagnostics.figures",
-    "heatmap_figure": "diagnostics.figures",
-    "minmax_indices": "diagnostics.figures",
-    "smooth_ema": "diagnostics.figures",
-    #
-    # online collapse detectors (representation, saturation, memorisation, info plane)
-    "CollapseDetector": "diagnostics.collapse",
-    "CollapseSettings": "diagnostics.collapse",
-    "CollapseAlert": "diagnostics.collapse",
-    "detect_collapse": "diagnostics.collapse",
-    #
 }
 
+#: names that left this package, and where they live now
+_GONE = dict.fromkeys(
+    ("line_figure", "info_plane_figure", "heatmap_figure", "minmax_indices", "smooth_ema"),
+    "dashboard.figures",
+)
+
 __all__ = ["__version__", *_EXPORTS]
+
+_moved.install()
 
 
 def __getattr__(name: str):
     module = _EXPORTS.get(name)
     if module is None:
+        if name in _GONE:
+            raise AttributeError(
+                f"diagnostics.{name} moved with the other figure builders: "
+                f"from {_GONE[name]} import {name}"
+            )
         raise AttributeError(f"module 'diagnostics' has no attribute {name!r}")
     value = getattr(import_module(module), name)
     globals()[name] = value

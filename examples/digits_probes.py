@@ -13,7 +13,7 @@ What it shows (Liao, Liu et al. 2023, "diffusion spectral entropy"): DSMI betwee
 layer's representation and the labels rises while the network learns a generalisable
 rule, and stays flat (here: falls) while it memorises random labels, although the
 training loss falls in both runs. The ``memorisation`` detector
-(:mod:`diagnostics.collapse`) watches exactly that pair of series.
+(:mod:`diagnostics.detectors`) watches exactly that pair of series.
 
 Recipe (choices, not the paper's exact setup):
 

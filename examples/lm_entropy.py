@@ -49,7 +49,7 @@ if str(_ROOT) not in sys.path:
     sys.path.insert(0, str(_ROOT))
 
 from diagnostics import open_run  # noqa: E402
-from diagnostics.lm import entropy_advantage_covariance  # noqa: E402
+from diagnostics.estimators import entropy_advantage_covariance  # noqa: E402
 from probes.lm import LMMonitor  # noqa: E402
 
 VOCAB = 48

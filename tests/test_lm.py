@@ -10,7 +10,6 @@ import pytest
 import torch
 from torch.distributions import Categorical
 
-import diagnostics.lm as lm
 from diagnostics.lm import (
     answer_entropy,
     attention_entropy,
@@ -122,6 +121,8 @@ def test_token_entropy_numpy_and_nonfinite_rows():
 
 
 def test_chunk_budget_is_by_bytes():
+    from diagnostics.estimators import _lm_inputs as lm
+
     # float32 logits of 32 MiB (a stride-0 view, nothing allocated): two float32 buffers
     # must fit in a quarter of that
     z = torch.empty(1).expand(256 * 32768).view(256, 32768)
@@ -504,5 +505,11 @@ def test_bad_input_names_the_argument():
 
 
 def test_doctests():
-    result = doctest.testmod(lm, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert result.attempted > 10 and result.failed == 0
+    from diagnostics.estimators import attention, rl, tokens
+
+    attempted = 0
+    for module in (tokens, rl, attention):
+        result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+        assert result.failed == 0, module.__name__
+        attempted += result.attempted
+    assert attempted > 10

@@ -298,10 +298,14 @@ def test_renyi_subsamples_beyond_max_n():
 def test_docstring_examples_run():
     import doctest
 
-    import diagnostics.mi as module
+    from diagnostics.estimators import binning, gaussian, kde, kernel, knn, mi
 
-    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
-    assert result.attempted > 10 and result.failed == 0
+    attempted = 0
+    for module in (mi, knn, binning, kde, kernel, gaussian):
+        result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+        assert result.failed == 0, module.__name__
+        attempted += result.attempted
+    assert attempted > 10
 
 
 def test_half_precision_inputs():

@@ -119,9 +119,8 @@ def analyze_snapshots(
     estimator, ``sigma`` the DSE/DSMI kernel width, ``k`` the top-k of the token statistics.
     Returns the run directory.
     """
-    from diagnostics import lm
-    from diagnostics.collapse import Alert, detect_collapse
-    from diagnostics.lm_collapse import detect_lm_collapse
+    from diagnostics import estimators as lm
+    from diagnostics.detectors import Alert, detect_collapse, detect_lm_collapse
     from diagnostics.runlog import RunWriter, open_run
 
     metrics = list(metrics)

@@ -1,8 +1,8 @@
 """The information plane: I(X; T) and I(T; Y) for every layer T of a network.
 
 :func:`information_plane` takes the activations of several layers on the same n inputs
-and returns one row per layer. It picks an estimator from :mod:`diagnostics.mi` (or the
-compression-based one of :mod:`diagnostics.compressed`) and never estimates anything
+and returns one row per layer. It picks an estimator from :mod:`diagnostics.estimators.mi` (or the
+compression-based one of :mod:`diagnostics.estimators.compressed`) and never estimates anything
 itself. References: Shwartz-Ziv & Tishby (2017, "Opening the black box of deep neural
 networks via information"; binning), Saxe et al. (2018, "On the information bottleneck
 theory of deep learning"; KDE bounds and bin sizes for ReLU), Butakov et al. (2023;
@@ -67,7 +67,7 @@ def _input_ids(x: torch.Tensor) -> tuple[torch.Tensor, bool]:
 
 
 def _binning_rows(acts, x, y, base, options):
-    from diagnostics.mi import discrete_entropy, discretize
+    from diagnostics.estimators.binning import discrete_entropy, discretize
 
     ids, distinct = _input_ids(x)
     rows = []
@@ -88,7 +88,7 @@ def _binning_rows(acts, x, y, base, options):
 
 
 def _kde_rows(acts, x, y, base, options):
-    from diagnostics.mi import kde_mi
+    from diagnostics.estimators.kde import kde_mi
 
     return [
         (
@@ -101,7 +101,7 @@ def _kde_rows(acts, x, y, base, options):
 
 
 def _ksg_rows(acts, x, y, base, options):
-    from diagnostics.mi import ksg_mi
+    from diagnostics.estimators.knn import ksg_mi
 
     return [
         (
@@ -114,7 +114,7 @@ def _ksg_rows(acts, x, y, base, options):
 
 
 def _compressed_rows(acts, x, y, base, options):
-    from diagnostics import compressed as cmp
+    from diagnostics.estimators import compressed as cmp
 
     opts = dict(options)
     dim = opts.pop("dim", 2)
@@ -149,7 +149,7 @@ def _compressed_rows(acts, x, y, base, options):
 _ROWS = {
     "binning": (_binning_rows, _BINNING_OPTIONS),
     "kde": (_kde_rows, _KDE_OPTIONS),
-    "ksg": (_ksg_rows, None),  # options go to diagnostics.mi.ksg_mi as they are
+    "ksg": (_ksg_rows, None),  # options go to diagnostics.estimators.knn.ksg_mi as they are
     "compressed": (_compressed_rows, _COMPRESSED_OPTIONS),
 }
 
@@ -187,8 +187,8 @@ def information_plane(
     ``"binning"`` -- Shwartz-Ziv & Tishby (2017), by default exactly as their IDNNs code:
     every activation is mapped to its bin among ``bins=30`` edges
     ``linspace(-1, 1, 30)`` (``value_range=(-1, 1)``); each distinct binned row of a
-    layer is one value of T (:func:`diagnostics.mi.discretize`,
-    :func:`diagnostics.mi.discrete_entropy`). Then ``I(T; Y) = H(T) - H(T | Y)`` and
+    layer is one value of T (:func:`diagnostics.estimators.binning.discretize`,
+    :func:`diagnostics.estimators.binning.discrete_entropy`). Then ``I(T; Y) = H(T) - H(T | Y)`` and
     ``I(X; T) = H(T) - H(T | X)``, which is ``H(T)`` when every input row is distinct
     (T is a deterministic function of X; the 12-bit task). Activations outside the
     edges are clipped into the first/last bin **with a RuntimeWarning** naming the
@@ -198,16 +198,16 @@ def information_plane(
     depend on the bin size (too fine: I(X;T) = log n for every layer).
 
     ``"kde"`` -- Kolchinsky-Tracey upper bound on a noisy layer ``T + N(0, s2 I)``
-    (Saxe et al. 2018; :func:`diagnostics.mi.kde_mi`; ``noise_variance`` s2 = 1e-3,
+    (Saxe et al. 2018; :func:`diagnostics.estimators.kde.kde_mi`; ``noise_variance`` s2 = 1e-3,
     ``bound``, ``chunk_size``): ``I(X; T) = H_up(T) - H(T | X)`` with the noise
     entropy for H(T|X), ``I(T; Y) = H_up(T) - sum_y p(y) H_up(T | y)``. O(n^2 d) time.
 
     ``"ksg"`` -- Kraskov et al. (2004) between X and T, and Ross's (2014) mixed
-    estimator for T and the labels (:func:`diagnostics.mi.ksg_mi`; options such as
+    estimator for T and the labels (:func:`diagnostics.estimators.knn.ksg_mi`; options such as
     ``k`` go there). Poor for deterministic layers of discrete inputs (duplicate
     points; the value mostly reflects the tie-breaking noise).
 
-    ``"compressed"`` -- Butakov et al. (2023), :mod:`diagnostics.compressed`: X and
+    ``"compressed"`` -- Butakov et al. (2023), :mod:`diagnostics.estimators.compressed`: X and
     every layer compressed to ``dim=2`` dimensions (``x_dim`` for X, default ``dim``;
     ``compressor="pca"`` or ``"autoencoder"``), noise-to-signal ``1e-3`` noise added,
     whitened, weighted Kozachenko-Leonenko entropies with ``k=5``. X is compressed once
@@ -252,7 +252,7 @@ def information_plane(
         raise ValueError("activations: expected at least one layer, got an empty dict")
     xt = as_samples(x, name="x")
     yt = as_labels(y, name="y", device=xt.device)
-    from diagnostics.compressed import _as_wide_samples
+    from diagnostics.estimators.compressed import _as_wide_samples
 
     acts: dict[str, torch.Tensor] = {}
     for name, a in activations.items():

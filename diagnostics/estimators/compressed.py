@@ -14,7 +14,7 @@ compresses each variable to a few dimensions first and estimates there:
 3. **whiten** each variable separately (zero mean, identity covariance; an invertible
    linear map of one variable, so it leaves the MI unchanged);
 4. **estimate** with weighted Kozachenko-Leonenko entropies, k = 5
-   (:func:`diagnostics.mi.weighted_kl_entropy`; the plain one with ``weighted=False``):
+   (:func:`diagnostics.estimators.knn.weighted_kl_entropy`; the plain one with ``weighted=False``):
    ``I(X; T) = H(X) + H(T) - H(X, T)``, and for discrete labels Y,
    ``I(T; Y) = H(T) - sum_y p(y) H(T | Y = y)``.
 
@@ -292,7 +292,7 @@ def _prepare(
 
 
 def _entropy(z: torch.Tensor, *, k: int, weighted: bool, seed: int, given=None) -> torch.Tensor:
-    from diagnostics.mi import kl_entropy, weighted_kl_entropy
+    from diagnostics.estimators.knn import kl_entropy, weighted_kl_entropy
 
     if weighted:  # the weights need floor(d/4) + 1 <= k (Berrett et al.)
         return weighted_kl_entropy(z, k=max(k, z.shape[1] // 4 + 1), seed=seed, given=given)
@@ -354,7 +354,7 @@ def compressed_mi(
     ``ae_epochs``, ``ae_hidden``, ``ae_batch_size``, ``ae_lr`` for the autoencoder),
     noised (``noise_to_signal * std`` per coordinate, 1e-3 as in the paper), whitened,
     and the MI taken from (weighted, ``weighted=True``) Kozachenko-Leonenko entropies
-    with ``k = 5`` neighbours (:func:`diagnostics.mi.weighted_kl_entropy`; in d >= 20
+    with ``k = 5`` neighbours (:func:`diagnostics.estimators.knn.weighted_kl_entropy`; in d >= 20
     joint dimensions k is raised to floor(d/4) + 1, the least its weights need):
 
         I(X; Y) = H(X') + H(Y') - H(X', Y')          (both continuous)
@@ -398,7 +398,7 @@ def compressed_mi(
     if x_lab and y_lab:
         raise ValueError(
             "x, y: expected at least one continuous variable, got two label arrays; "
-            "use diagnostics.mi.discrete_entropy-based MI for two discrete variables"
+            "use diagnostics.estimators.binning.discrete_entropy-based MI for two discrete variables"
         )
     if x_lab:
         x, y = y, x
