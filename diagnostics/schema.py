@@ -21,7 +21,8 @@ Tables
                    is ``histogram`` (data: ``{"edges": [...], "counts": [...]}``) or
                    ``quantiles`` (data: ``{"q": [...], "values": [...]}``), data as JSON.
 ``alerts``         ``id, step, wall_time, indicator, severity, layer, message, evidence``
-                   (severity ``info`` / ``warning`` / ``collapsed``; evidence JSON).
+                   (severity ``info`` < ``warning`` < ``critical``; evidence JSON, see
+                   "Alerts" below).
 ``events``         ``id, step, wall_time, kind, source, message, detail``: probe failures
                    and other things that happened to the run (``kind`` e.g.
                    ``probe_failure``), detail JSON.
@@ -47,6 +48,20 @@ information quantities are stored in nats; the dashboard converts to bits.
 - ``attn/entropy`` and ``attn/entropy_norm`` per layer (mean over heads);
   ``attn/entropy/h{H}`` and ``attn/entropy_norm/h{H}`` per layer and head ``H``.
 - ``probe/seconds``: wall time spent in probes at that step.
+
+Alerts
+------
+Every detector writes the same record (:class:`diagnostics.detectors.Alert`) on one severity
+scale: ``info`` marks a phase of training worth noting (compression onset), ``warning``
+something a user should look at, ``critical`` a run that is failing. Runs written before
+this scale called the top level ``collapsed``; readers show it as ``critical``.
+
+The evidence (JSON) says what fired, so that a viewer can draw it without re-running the
+detector: ``metric`` (the series the rule read), ``layer``, ``steps`` and ``values`` (that
+series up to the alert, as the rule saw it), ``threshold`` (the line it crossed, in the
+series' units, or null), ``direction`` (``below`` or ``above``: which side of the threshold
+fires), ``rule`` (the condition in words), ``settings`` (the thresholds in force) and, for
+rules over several series, ``related``: ``{metric: {"steps": [...], "values": [...]}}``.
 """
 
 from __future__ import annotations
@@ -55,7 +70,11 @@ SCHEMA_VERSION = 1
 DB_FILENAME = "run.sqlite"
 SNAPSHOTS_DIR = "snapshots"
 
-SEVERITIES = ("info", "warning", "collapsed")
+#: alert severities, lowest first
+SEVERITIES = ("info", "warning", "critical")
+#: severity -> rank (higher is worse); ``collapsed`` is how runs before 0.2 named ``critical``
+SEVERITY_RANK = {"info": 1, "warning": 2, "critical": 3}
+LEGACY_SEVERITIES = {"collapsed": "critical"}
 DISTRIBUTION_KINDS = ("histogram", "quantiles")
 
 # Alert indicator names written by the collapse detectors.
@@ -70,6 +89,7 @@ INDICATORS = (
     "positive_covariance",
     "attention_collapse",
     "entropic_overload",
+    "loss_divergence",
 )
 
 DDL = (

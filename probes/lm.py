@@ -94,7 +94,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from diagnostics.collapse import Alert
 from diagnostics.lm import (
     answer_entropy,
     attention_entropy,
@@ -855,19 +854,11 @@ class LMMonitor(Monitor):
         except Exception as exc:
             self._failure(step, "lm_collapse", exc)
             return
-        for a in found:
-            key = (a["indicator"], a["severity"], a["layer"], a["step"])
-            if key in self._lm_alerted or a["indicator"] in self._lm_off:
+        for alert in found:
+            key = (alert.indicator, alert.severity, alert.layer, alert.step)
+            if key in self._lm_alerted or alert.indicator in self._lm_off:
                 continue
             self._lm_alerted.add(key)
-            alert = Alert(
-                step=a["step"],
-                indicator=a["indicator"],
-                severity=a["severity"],
-                message=a["message"],
-                layer=a["layer"],
-                evidence=a["evidence"],
-            )
             self.alerts.append(alert)
             logger.warning("[%s] step %d: %s", alert.indicator, alert.step, alert.message)
             if self.writer is not None:

@@ -78,7 +78,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from diagnostics.collapse import Alert, CollapseDetector, CollapseSettings
+from diagnostics.collapse import DETECTORS, Alert, CollapseDetector, CollapseSettings
 from diagnostics.runlog import RunLogError, RunWriter
 from probes import distributed as _dist
 from probes.cadence import Cadence, as_cadence
@@ -414,10 +414,14 @@ class Monitor:
         self.collapse: CollapseDetector | None = None
         self.tensorboard = tensorboard if self.rank == 0 else None
         if self.rank == 0:
+            # the LM indicators run in LMMonitor (temporary, until the probes use one detector)
+            lm = {"token_entropy_collapse", "over_optimisation", "positive_covariance",
+                  "attention_collapse", "entropic_overload"}  # fmt: skip
+            rep = [n for n in DETECTORS if n not in lm]
             if collapse is True:
-                self.collapse = CollapseDetector()
+                self.collapse = CollapseDetector(indicators=rep)
             elif isinstance(collapse, CollapseSettings):
-                self.collapse = CollapseDetector(collapse)
+                self.collapse = CollapseDetector(collapse, indicators=rep)
             elif collapse not in (False, None):
                 raise TypeError(
                     f"collapse: expected True, False or a CollapseSettings, got {collapse!r}"

@@ -327,11 +327,11 @@ def test_rl_entropy_collapse_alert_and_covariance(tmp_path):
     h = sc[sc.metric == "lm/token_entropy/mean"].set_index("step")["value"]
     assert h.iloc[-1] < 0.1 * h.iloc[:3].median(), "the policy's entropy did not collapse"
     sev = set(alerts[alerts.indicator == "token_entropy_collapse"].severity)
-    assert sev == {"warning", "collapsed"}
+    assert sev == {"warning", "critical"}
     # deduplicated: one row per (indicator, severity, layer, onset)
     assert not alerts.duplicated(["indicator", "severity", "layer", "step"]).any()
-    ev = alerts[alerts.severity == "collapsed"].evidence.iloc[0]
-    assert ev["series"] == "lm/token_entropy/mean" and len(ev["values"]) > 0
+    ev = alerts[alerts.severity == "critical"].evidence.iloc[0]
+    assert ev["metric"] == "lm/token_entropy/mean" and len(ev["values"]) > 0
     assert [a.indicator for a in mon.alerts].count("token_entropy_collapse") == 2
     # covariance metrics equal the estimator on the same batch
     logits, logp, adv, mask, reward, out = seen[5]

@@ -575,7 +575,8 @@ def test_tensorboard_mirror(tmp_path):
 
 def test_collapse_alerts_written_once(tmp_path):
     """A layer whose effective rank falls: the monitor writes one alert per severity."""
-    series = {0: 20.0, 1: 18.0, 2: 8.0, 3: 7.0, 4: 7.0, 5: 1.2, 6: 1.1, 7: 1.1}
+    # no labels: judged against the peak (warning at erank <= 2.9, critical at <= 1.38)
+    series = {0: 20.0, 1: 18.0, 2: 2.5, 3: 2.4, 4: 2.4, 5: 1.2, 6: 1.1, 7: 1.1}
 
     def fake_rank(z, step):
         return series[step]
@@ -592,11 +593,11 @@ def test_collapse_alerts_written_once(tmp_path):
     with open_run(tmp_path) as r:
         alerts = r.alerts()
     assert list(alerts.indicator) == ["rank_collapse", "rank_collapse"]
-    assert list(alerts.severity) == ["warning", "collapsed"]
+    assert list(alerts.severity) == ["warning", "critical"]
     assert list(alerts.step) == [3, 6]  # patience 2: the condition held twice
     ev = alerts.evidence[1]
-    assert ev["series"] == "repr/effective_rank" and ev["peak"] == 20.0 and ev["layer"] == "1"
-    assert [a.severity for a in mon.alerts] == ["warning", "collapsed"]
+    assert ev["metric"] == "repr/effective_rank" and ev["peak"] == 20.0 and ev["layer"] == "1"
+    assert [a.severity for a in mon.alerts] == ["warning", "critical"]
 
 
 def test_validation_errors(tmp_path):

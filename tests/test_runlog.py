@@ -69,7 +69,7 @@ def test_distributions_alerts_events_round_trip(tmp_path):
         w.alert(
             7,
             "rank_collapse",
-            severity="collapsed",
+            severity="critical",
             message="effective rank fell to 1.1",
             layer="enc.1",
             evidence={"steps": [1, 7], "values": [12.0, 1.1], "threshold": 1.5},
@@ -87,12 +87,30 @@ def test_distributions_alerts_events_round_trip(tmp_path):
         and d.data[1]["values"] == [0.5, 2.5]
     )
     a = r.alerts()
-    assert a.loc[0, "indicator"] == "rank_collapse" and a.loc[0, "severity"] == "collapsed"
+    assert a.loc[0, "indicator"] == "rank_collapse" and a.loc[0, "severity"] == "critical"
     assert a.loc[0, "evidence"] == {"steps": [1, 7], "values": [12.0, 1.1], "threshold": 1.5}
     e = r.events()
     assert e.loc[0, "kind"] == "probe_failure" and e.loc[0, "detail"] == {"layer": "enc.1"}
     s = r.summary()
-    assert (s["alerts"], s["collapsed"], s["failures"]) == (1, 1, 1)
+    assert (s["alerts"], s["critical"], s["failures"]) == (1, 1, 1)
+
+
+def test_alerts_of_runs_before_the_critical_scale_read_as_critical(tmp_path):
+    import sqlite3
+
+    with RunWriter(tmp_path) as w:
+        w.alert(1, "rank_collapse", severity="warning", message="rank falling")
+        w.alert(2, "rank_collapse", severity="collapsed", message="the old name, given today")
+    # a row as a run written before 0.2 holds it
+    with sqlite3.connect(tmp_path / "run.sqlite") as conn:
+        conn.execute(
+            "INSERT INTO alerts(step, wall_time, indicator, severity, layer, message, evidence) "
+            "VALUES (3, 0, 'saturation', 'collapsed', NULL, 'old row', '{}')"
+        )
+    r = open_run(tmp_path)
+    assert r.alerts()["severity"].tolist() == ["warning", "critical", "critical"]
+    s = r.summary()
+    assert (s["alerts"], s["warnings"], s["critical"]) == (3, 1, 2)
 
 
 def test_bad_arguments_name_the_argument(tmp_path):

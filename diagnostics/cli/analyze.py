@@ -20,6 +20,13 @@ def _analyze(p: argparse.ArgumentParser) -> Handler:
     )
     p.add_argument("--method", default="binning", help="information-plane estimator")
     p.add_argument("--sigma", type=float, default=10.0, help="DSE/DSMI kernel width")
+    p.add_argument(
+        "--rl",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="the logits come from RL fine-tuning (--no-rl: they do not); judges token-entropy "
+        "collapse, which in pretraining is learning (default: decided from the series)",
+    )
 
     def run(args: argparse.Namespace) -> int:
         from diagnostics.offline import analyze_snapshots
@@ -34,6 +41,7 @@ def _analyze(p: argparse.ArgumentParser) -> Handler:
                 metrics=[m.strip() for m in args.metrics.split(",") if m.strip()],
                 method=args.method,
                 sigma=args.sigma,
+                rl=args.rl,
             )
         except (ValueError, RunLogError) as exc:
             raise CLIError(str(exc)) from None

@@ -39,7 +39,7 @@ def _runs(p: argparse.ArgumentParser) -> Handler:
         ]
         show.insert(3, "steps", steps)
         show = show.drop(columns=["created"])
-        for col in ("rows", "metrics", "alerts", "warnings", "collapsed", "failures"):
+        for col in ("rows", "metrics", "alerts", "warnings", "critical", "failures"):
             show[col] = show[col].astype("Int64")
         show = show.astype(object)
         show = show.where(show.notna(), "")

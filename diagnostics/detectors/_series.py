@@ -1,31 +1,20 @@
-"""Input handling of the series detectors (language models): a Series, an array or the run
-log's scalars DataFrame in, a clean float Series indexed by step out; smoothing, onsets and
-the alert dict.
+"""Input handling of the functional detector API (``detect_token_entropy_collapse(series)``
+and kin): a Series, a 1-D array or the run log's scalars DataFrame in, a clean float Series
+indexed by step out, and the argument checks (this package imports no torch, so it cannot use
+``diagnostics._validate``; these mirror its messages).
 """
 
 from __future__ import annotations
 
-import math
 import numbers
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from diagnostics.schema import INDICATORS, SEVERITIES
-
-TOKEN_ENTROPY = "lm/token_entropy/mean"
-TOPK_ENTROPY = "lm/topk_entropy"
-TOPK_MASS = "lm/topk_mass"
-COV_MEAN = "rl/cov/mean"
-COV_POS_SHARE = "rl/cov/pos_share"
-ATTN_ENTROPY_NORM = "attn/entropy_norm"
-
 _SCALAR_COLUMNS = ("step", "metric", "value")
 
 
-# This module must not import torch (the dashboard uses it), so it cannot use
-# diagnostics._validate; these two mirror its check_int / check_float messages.
 def _check_int(value: Any, *, name: str, minimum: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name}: expected an integer, got {type(value).__name__} {value!r}")
@@ -114,52 +103,3 @@ def _check_fraction(value: Any, *, name: str, open_low: bool = True) -> float:
     if open_low and v == 0.0:
         raise ValueError(f"{name}: expected a number in (0, 1], got {v}")
     return v
-
-
-def _smooth(s: pd.Series, window: int) -> pd.Series:
-    return s.rolling(window, min_periods=1).median()
-
-
-def _baseline(s: pd.Series, points: int) -> float:
-    return float(np.median(s.to_numpy()[:points]))
-
-
-def _onsets(cond: pd.Series) -> list[int]:
-    """Steps where ``cond`` becomes true (the first step counts if true)."""
-    c = cond.to_numpy(dtype=bool)
-    prev = np.concatenate([[False], c[:-1]])
-    return [int(x) for x in cond.index.to_numpy()[c & ~prev]]
-
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {k: _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple, np.ndarray, pd.Index)):
-        return [_jsonable(v) for v in list(x)]
-    if isinstance(x, (bool, np.bool_)):
-        return bool(x)
-    if isinstance(x, (int, np.integer)):
-        return int(x)
-    if isinstance(x, (float, np.floating)):
-        x = float(x)
-        return x if math.isfinite(x) else None
-    return x
-
-
-def _window(s: pd.Series, step: int, n: int) -> tuple[list[int], list[float]]:
-    part = s.loc[:step].iloc[-n:]
-    return [int(i) for i in part.index], [float(v) for v in part.to_numpy()]
-
-
-def _alert(
-    step: int, indicator: str, severity: str, layer: str | None, message: str, evidence: dict
-) -> dict:
-    assert indicator in INDICATORS and severity in SEVERITIES
-    return {
-        "step": int(step),
-        "indicator": indicator,
-        "severity": severity,
-        "layer": layer,
-        "message": message,
-        "evidence": _jsonable(evidence),
-    }

@@ -1,417 +1,370 @@
-"""Language-model detectors over token-level series: token-entropy collapse in RL fine-tuning,
+"""Language-model detectors over whole-model series: token-entropy collapse in RL fine-tuning,
 likelihood over-optimisation (top-k entropy and mass) and positive entropy-advantage
-covariance dominance; ``detect_lm_collapse`` runs every LM detector on a scalars table.
+covariance.
 
-Sources: Cui et al. 2025 (arXiv:2505.22617, token entropy collapse and the covariance
-mechanism in RL for reasoning LMs); Shi et al. 2024 (arXiv:2410.11677, likelihood
-over-optimisation in direct alignment).
+Sources: Cui et al. 2025 (arXiv:2505.22617, token entropy collapse and the covariance mechanism
+of RL for reasoning LMs); Shi et al. 2024 (arXiv:2410.11677, likelihood over-optimisation in
+direct alignment). Each series is smoothed with a trailing median of ``lm_window`` records and
+compared with its initial value, the median of its first ``lm_baseline_points`` records.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections import deque
 
-import pandas as pd
-
-from diagnostics.detectors._series import (
-    ATTN_ENTROPY_NORM,
-    COV_MEAN,
-    COV_POS_SHARE,
-    TOKEN_ENTROPY,
-    TOPK_ENTROPY,
-    TOPK_MASS,
-    _alert,
-    _baseline,
-    _check_float,
-    _check_fraction,
-    _check_int,
-    _is_scalars_frame,
-    _onsets,
-    _series,
-    _smooth,
-    _window,
+from diagnostics.detectors.base import (
+    CRITICAL,
+    INFO,
+    WARNING,
+    Debounce,
+    Detector,
+    RollingMedian,
+    Window,
+    evidence,
+    finite,
 )
-from diagnostics.detectors.attention import detect_attention_collapse, detect_entropic_overload
 
 
-def detect_token_entropy_collapse(
-    entropy: Any,
-    *,
-    metric: str = TOKEN_ENTROPY,
-    early_steps: int = 200,
-    early_drop: float = 0.5,
-    floor_fraction: float = 0.1,
-    baseline_points: int = 3,
-    window: int = 5,
-    evidence_points: int = 20,
-) -> list[dict]:
+class SmoothedSeries:
+    """A whole-model series: its initial value (median of the first points), its trailing
+    median, and the last points for evidence."""
+
+    __slots__ = ("first_step", "head", "initial", "median", "smoothed", "window", "n_base")
+
+    def __init__(self, settings) -> None:
+        self.n_base = settings.lm_baseline_points
+        self.first_step: int | None = None
+        self.head: list[float] = []
+        self.initial: float | None = None
+        self.median = RollingMedian(settings.lm_window)
+        self.smoothed: float | None = None
+        self.window = Window(settings.evidence_points)
+
+    def add(self, step: int, value: float) -> bool:
+        """Add a point; True once the initial value is known (the series can be judged)."""
+        if self.first_step is None:
+            self.first_step = step
+        self.window.add(step, value)
+        self.smoothed = self.median.add(value)
+        if self.initial is None:
+            self.head.append(value)
+            if len(self.head) >= self.n_base:
+                ordered = sorted(self.head)
+                mid = len(ordered) // 2
+                self.initial = (
+                    ordered[mid] if len(ordered) % 2 else 0.5 * (ordered[mid - 1] + ordered[mid])
+                )
+        return self.initial is not None
+
+
+class _WholeModel(Detector):
+    """Rows of the whole model only (``layer`` NULL), grouped by step."""
+
+    def series(self, metric: str) -> SmoothedSeries:
+        s = self.state.get(metric)
+        if s is None:
+            s = self.state[metric] = SmoothedSeries(self.s)
+        return s
+
+    def observe_step(self, step, rows):
+        values = {m: v for m, layer, v in rows if layer is None and finite(v)}
+        return self.judge(step, values) if values else []
+
+    def judge(self, step: int, values: dict[str, float]):  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+class TokenEntropyCollapse(_WholeModel):
     """Token-entropy collapse in RL fine-tuning: a fast early drop, then near-exhaustion.
 
-    Cui et al. (2025, arXiv:2505.22617) find that without intervention policy entropy falls
-    sharply at the start of RL (about 73% of it within the first 200 steps, 1/12 of their
-    runs) and keeps sliding towards 0, where the reward saturates. Two conditions, on the
-    smoothed series ``H_t`` against the initial value ``H_0``:
-
-    - ``warning`` (fast early drop): ``H_t <= (1 - early_drop) H_0`` at a step within
-      ``early_steps`` training steps of the first recorded one;
-    - ``collapsed``: ``H_t <= floor_fraction H_0`` at any step.
-
-    Args:
-        entropy: mean token entropy per step (``lm/token_entropy/mean``), or a scalars
-            DataFrame holding it.
-        metric: metric name to read from a DataFrame.
-        early_steps: length of the "early" phase in training steps (default 200, the span in
-            which Cui et al. report the bulk of the drop).
-        early_drop: relative drop that counts as fast (default 0.5; the paper reports 0.73 in
-            its runs, a milder bar catches the onset).
-        floor_fraction: fraction of the initial entropy below which entropy counts as
-            exhausted (default 0.1, our choice).
-        baseline_points: ``H_0`` is the median of this many first points (default 3).
-        window: trailing rolling-median window in points (default 5).
-        evidence_points: how many points of the series go into the evidence.
-
-    >>> h = [2.0, 1.9, 1.2, 0.8, 0.5, 0.3, 0.15, 0.1, 0.08, 0.05]
-    >>> [(a["step"], a["severity"]) for a in detect_token_entropy_collapse(h, window=1)]
-    [(3, 'warning'), (6, 'collapsed')]
+    Cui et al. (2025) find that without intervention policy entropy falls sharply at the start
+    of RL (about 73% of it within the first 200 steps) and keeps sliding toward 0, where the
+    reward saturates. Judged in RL fine-tuning only, from the first step that records one of
+    ``rl_metrics`` (reward, covariance; ``LMMonitor.log_rl`` writes them): in pretraining and
+    SFT, token entropy falls because the model learns (``context.rl`` overrides the guess). On
+    the smoothed series ``H_t`` against
+    its initial value ``H_0`` (the first records of the RL phase): *warning*
+    when ``H_t <= (1 - token_entropy_early_drop) H_0`` within ``token_entropy_early_steps``
+    steps of the first record (a fast early drop); *critical* when ``H_t <=
+    token_entropy_floor H_0`` at any step (exploration exhausted; 0.1 is our choice).
     """
-    s = _series(entropy, name="entropy", metric=metric)
-    early_steps = _check_int(early_steps, name="early_steps", minimum=0)
-    early_drop = _check_fraction(early_drop, name="early_drop")
-    floor_fraction = _check_fraction(floor_fraction, name="floor_fraction")
-    baseline_points = _check_int(baseline_points, name="baseline_points", minimum=1)
-    window = _check_int(window, name="window", minimum=1)
-    evidence_points = _check_int(evidence_points, name="evidence_points", minimum=1)
-    if len(s) <= baseline_points:
-        return []
-    h0 = _baseline(s, baseline_points)
-    if not h0 > 0:
-        return []
-    sm = _smooth(s, window)
-    first = int(s.index[0])
-    alerts = []
-    early = (sm <= (1.0 - early_drop) * h0) & (
-        sm.index.to_series(index=sm.index) - first <= early_steps
+
+    indicator = "token_entropy_collapse"
+    summary = (
+        "Token entropy fell fast early in RL and toward zero: exploration is collapsing "
+        "(Cui et al. 2025)."
     )
-    for step in _onsets(early)[:1]:
-        steps, values = _window(s, step, evidence_points)
-        drop = 1.0 - float(sm.loc[step]) / h0
-        alerts.append(
-            _alert(
-                step,
-                "token_entropy_collapse",
-                "warning",
-                None,
-                f"token entropy fell by {drop:.0%} within {step - first} steps "
-                f"(from {h0:.3g} to {float(sm.loc[step]):.3g} nats)",
-                {
-                    "series": metric,
-                    "steps": steps,
-                    "values": values,
-                    "threshold": (1.0 - early_drop) * h0,
-                    "initial": h0,
-                    "smoothed": float(sm.loc[step]),
-                    "early_steps": early_steps,
-                    "early_drop": early_drop,
-                },
+
+    def __init__(self, settings, context=None) -> None:
+        super().__init__(settings, context)
+        self.debounce = Debounce(1)  # the rolling median already filters noise
+        self.rl = False
+
+    def watches(self, metric: str) -> bool:
+        return metric == self.s.token_entropy_metric or metric in self.s.rl_metrics
+
+    def judge(self, step, values):
+        metric = self.s.token_entropy_metric
+        if self.context.rl is None:
+            self.rl = self.rl or any(m in values for m in self.s.rl_metrics)
+        else:
+            self.rl = self.context.rl
+        if not self.rl or metric not in values:
+            return []
+        s = self.series(metric)
+        if not s.add(step, values[metric]) or not s.initial > 0:
+            return []
+        h0, h = s.initial, s.smoothed
+        early = step - s.first_step <= self.s.token_entropy_early_steps
+        level = 0
+        if h <= self.s.token_entropy_floor * h0:
+            level = CRITICAL
+        elif early and h <= (1 - self.s.token_entropy_early_drop) * h0:
+            level = WARNING
+        report = self.debounce.update(level)
+        if not report:
+            return []
+        if report == CRITICAL:
+            threshold = self.s.token_entropy_floor * h0
+            rule = "smoothed entropy <= token_entropy_floor * initial"
+            message = (
+                f"token entropy is at {h / h0:.0%} of its initial value ({h:.3g} of {h0:.3g} "
+                "nats): exploration is exhausted"
             )
-        )
-    for step in _onsets(sm <= floor_fraction * h0):
-        steps, values = _window(s, step, evidence_points)
-        alerts.append(
-            _alert(
-                step,
-                "token_entropy_collapse",
-                "collapsed",
-                None,
-                f"token entropy is at {float(sm.loc[step]) / h0:.0%} of its initial value "
-                f"({float(sm.loc[step]):.3g} of {h0:.3g} nats): exploration is exhausted",
-                {
-                    "series": metric,
-                    "steps": steps,
-                    "values": values,
-                    "threshold": floor_fraction * h0,
-                    "initial": h0,
-                    "smoothed": float(sm.loc[step]),
-                    "floor_fraction": floor_fraction,
-                },
+        else:
+            threshold = (1 - self.s.token_entropy_early_drop) * h0
+            rule = (
+                "smoothed entropy <= (1 - token_entropy_early_drop) * initial within "
+                "token_entropy_early_steps steps"
             )
-        )
-    return sorted(alerts, key=lambda a: a["step"])
+            message = (
+                f"token entropy fell by {1 - h / h0:.0%} within {step - s.first_step} steps "
+                f"(from {h0:.3g} to {h:.3g} nats)"
+            )
+        return [
+            self.alert(
+                step,
+                report,
+                message,
+                None,
+                evidence(
+                    metric,
+                    None,
+                    s.window,
+                    threshold=threshold,
+                    direction="below",
+                    rule=rule,
+                    settings=self.settings_of(
+                        (
+                            "token_entropy_early_steps",
+                            "token_entropy_early_drop",
+                            "token_entropy_floor",
+                            "lm_window",
+                            "lm_baseline_points",
+                        )
+                    ),
+                    initial=h0,
+                    smoothed=h,
+                ),
+            )
+        ]
 
 
-# --------------------------------------------------------------------------------------
-# over-optimisation (top-k entropy and mass)
-# --------------------------------------------------------------------------------------
-
-
-def detect_over_optimisation(
-    topk_entropy: Any,
-    topk_mass: Any = None,
-    *,
-    entropy_metric: str = TOPK_ENTROPY,
-    mass_metric: str = TOPK_MASS,
-    entropy_drop: float = 0.2,
-    mass_drop: float = 0.05,
-    baseline_points: int = 3,
-    window: int = 5,
-    evidence_points: int = 20,
-) -> list[dict]:
+class OverOptimisation(_WholeModel):
     """Likelihood over-optimisation: falling top-k entropy together with shrinking top-k mass.
 
-    Shi et al. (2024, arXiv:2410.11677) identify two indicators that output diversity has
-    been over-optimised in direct alignment (DPO, IPO...) and performance starts to drop:
-    *decreasing entropy over the top-k tokens* and *diminishing top-k probability mass*. On
-    the smoothed series, relative to their initial values:
-
-    - ``warning``: top-k entropy down by at least ``entropy_drop`` **and** top-k mass down by
-      at least ``mass_drop`` (both indicators);
-    - ``info``: only the top-k entropy has fallen that far (one indicator; also the most
-      this detector says when no top-k mass series is given).
-
-    The paper gives no numeric thresholds; the defaults (20% and 5% relative drops) are
-    ours.
-
-    Args:
-        topk_entropy: top-k entropy per step (``lm/topk_entropy``; pass
-            ``entropy_metric="lm/topk_entropy_renorm"`` for the renormalised one), or a
-            scalars DataFrame holding both series.
-        topk_mass: top-k probability mass per step (``lm/topk_mass``); read from the
-            DataFrame when ``topk_entropy`` is one.
-        entropy_drop, mass_drop: relative drops in ``(0, 1]``.
-        baseline_points, window, evidence_points: as in
-            :func:`detect_token_entropy_collapse`.
-
-    >>> steps = range(10)
-    >>> ent = [1.0 - 0.05 * t for t in steps]; mass = [0.9 - 0.01 * t for t in steps]
-    >>> [(a["step"], a["severity"]) for a in detect_over_optimisation(ent, mass, window=1)]
-    [(5, 'info'), (6, 'warning')]
+    Shi et al. (2024) identify two indicators that output diversity has been over-optimised in
+    direct alignment (DPO, IPO...): decreasing entropy over the top-k tokens and diminishing
+    top-k probability mass. On the smoothed series relative to their initial values: *warning*
+    when the top-k entropy is down by ``overopt_entropy_drop`` (20%) **and** the top-k mass by
+    ``overopt_mass_drop`` (5%); *info* when only the entropy is (one indicator, or no mass
+    series). The paper gives no numbers; the defaults are ours.
     """
-    frame = topk_entropy if _is_scalars_frame(topk_entropy) else None
-    s_ent = _series(topk_entropy, name="topk_entropy", metric=entropy_metric)
-    if frame is not None and topk_mass is None:
-        s_mass = _series(frame, name="topk_mass", metric=mass_metric, required=False)
-    else:
-        s_mass = _series(topk_mass, name="topk_mass", metric=mass_metric, required=False)
-    entropy_drop = _check_fraction(entropy_drop, name="entropy_drop")
-    mass_drop = _check_fraction(mass_drop, name="mass_drop")
-    baseline_points = _check_int(baseline_points, name="baseline_points", minimum=1)
-    window = _check_int(window, name="window", minimum=1)
-    evidence_points = _check_int(evidence_points, name="evidence_points", minimum=1)
-    if len(s_ent) <= baseline_points:
-        return []
-    e0 = _baseline(s_ent, baseline_points)
-    if not e0 > 0:
-        return []
-    sm_e = _smooth(s_ent, window)
-    ent_down = sm_e <= (1.0 - entropy_drop) * e0
-    alerts = []
-    both = pd.Series(False, index=sm_e.index)
-    m0 = None
-    sm_m = None
-    if s_mass is not None and len(s_mass) > baseline_points:
-        m0 = _baseline(s_mass, baseline_points)
-        sm_m = _smooth(s_mass, window)
-        mass_down = (sm_m <= (1.0 - mass_drop) * m0).reindex(sm_e.index, method="ffill")
-        both = ent_down & mass_down.fillna(False).astype(bool)
 
-    def evidence(step: int) -> dict:
-        steps, values = _window(s_ent, step, evidence_points)
-        ev = {
-            "series": [entropy_metric] + ([mass_metric] if sm_m is not None else []),
-            "steps": steps,
-            "values": values,
-            "threshold": (1.0 - entropy_drop) * e0,
-            "initial": e0,
-            "smoothed": float(sm_e.loc[step]),
-            "entropy_drop": entropy_drop,
-        }
-        if sm_m is not None:
-            m_steps, m_values = _window(s_mass, step, evidence_points)
-            ev.update(
-                mass_steps=m_steps,
-                mass_values=m_values,
-                mass_threshold=(1.0 - mass_drop) * m0,
-                mass_initial=m0,
-                mass_drop=mass_drop,
-            )
-        return ev
-
-    for step in _onsets(ent_down & ~both)[:1]:
-        alerts.append(
-            _alert(
-                step,
-                "over_optimisation",
-                "info",
-                None,
-                f"top-k entropy fell by {1 - float(sm_e.loc[step]) / e0:.0%} from its initial "
-                "value" + ("" if sm_m is not None else " (no top-k mass series to confirm)"),
-                evidence(step),
-            )
-        )
-    for step in _onsets(both):
-        m_now = float(sm_m.loc[:step].iloc[-1])
-        alerts.append(
-            _alert(
-                step,
-                "over_optimisation",
-                "warning",
-                None,
-                f"top-k entropy fell by {1 - float(sm_e.loc[step]) / e0:.0%} and top-k mass "
-                f"shrank by {1 - m_now / m0:.0%}: likelihood over-optimisation",
-                evidence(step),
-            )
-        )
-    return sorted(alerts, key=lambda a: a["step"])
-
-
-# --------------------------------------------------------------------------------------
-# positive covariance dominance
-# --------------------------------------------------------------------------------------
-
-
-def detect_positive_covariance(
-    cov_mean: Any = None,
-    pos_share: Any = None,
-    *,
-    mean_metric: str = COV_MEAN,
-    share_metric: str = COV_POS_SHARE,
-    window: int = 20,
-    min_fraction: float = 0.9,
-    share_threshold: float = 0.5,
-    evidence_points: int = 20,
-) -> list[dict]:
-    """Positive entropy-advantage covariance dominates: entropy is being driven down.
-
-    Cui et al. (2025, arXiv:2505.22617) show the first-order entropy change of a softmax
-    policy under policy gradient is ``-eta Cov(log pi, A)`` (per token, as
-    :func:`diagnostics.estimators.rl.entropy_advantage_covariance` computes it), and that this
-    covariance stays mostly positive through RL training, which explains the monotonic entropy
-    decline. ``warning`` at the onset of a stretch where, over the last ``window`` recorded
-    steps,
-
-    - the batch-mean covariance (``rl/cov/mean``) was positive at ``>= min_fraction`` of the
-      steps (defaults ``window=20``, ``min_fraction=0.9``, our choice: a zero-mean series
-      passes this sign test in a given window with probability 2e-4), and
-    - the mean share of tokens with positive covariance (``rl/cov/pos_share``) exceeds
-      ``share_threshold`` (default 0.5: positive tokens are the majority),
-
-    each condition applying when its series is given (at least one is required).
-
-    >>> [(a["step"], a["severity"]) for a in detect_positive_covariance([0.1] * 25)]
-    [(19, 'warning')]
-    """
-    frame = None
-    for arg in (cov_mean, pos_share):
-        if _is_scalars_frame(arg):
-            frame = arg
-    if frame is not None:
-        s_mean = _series(frame, name="cov_mean", metric=mean_metric, required=False)
-        s_share = _series(frame, name="pos_share", metric=share_metric, required=False)
-    else:
-        s_mean = _series(cov_mean, name="cov_mean", metric=mean_metric, required=False)
-        s_share = _series(pos_share, name="pos_share", metric=share_metric, required=False)
-    if s_mean is None and s_share is None:
-        raise ValueError(
-            f"cov_mean: expected the {mean_metric!r} and/or {share_metric!r} series, got neither"
-        )
-    window = _check_int(window, name="window", minimum=1)
-    min_fraction = _check_fraction(min_fraction, name="min_fraction")
-    share_threshold = _check_float(
-        share_threshold, name="share_threshold", minimum=0.0, maximum=1.0
+    indicator = "over_optimisation"
+    summary = (
+        "Top-k entropy and top-k probability mass fell together: likelihood over-optimisation "
+        "in direct alignment (Shi et al. 2024)."
     )
-    evidence_points = _check_int(evidence_points, name="evidence_points", minimum=1)
-    index = (s_mean if s_mean is not None else s_share).index
-    if s_mean is not None and s_share is not None:
-        index = s_mean.index.union(s_share.index)
-    cond = pd.Series(True, index=index)
-    frac_pos = share_mean = None
-    if s_mean is not None:
-        frac_pos = (s_mean > 0).astype(float).rolling(window, min_periods=window).mean()
-        cond &= (frac_pos >= min_fraction).reindex(index, method="ffill").fillna(False).astype(bool)
-    if s_share is not None:
-        share_mean = s_share.rolling(window, min_periods=window).mean()
-        cond &= (
-            (share_mean > share_threshold).reindex(index, method="ffill").fillna(False).astype(bool)
-        )
-    alerts = []
-    for step in _onsets(cond):
-        main = s_mean if s_mean is not None else s_share
-        steps, values = _window(main, step, evidence_points)
-        ev: dict[str, Any] = {
-            "series": [
-                n for n, s in ((mean_metric, s_mean), (share_metric, s_share)) if s is not None
-            ],
-            "steps": steps,
-            "values": values,
-            "threshold": min_fraction if s_mean is not None else share_threshold,
-            "window": window,
-        }
-        parts = []
-        if frac_pos is not None:
-            f = float(frac_pos.loc[:step].iloc[-1])
-            ev["positive_fraction"] = f
-            ev["min_fraction"] = min_fraction
-            parts.append(f"mean covariance positive at {f:.0%} of the last {window} steps")
-        if share_mean is not None:
-            sh = float(share_mean.loc[:step].iloc[-1])
-            ev["pos_share_mean"] = sh
-            ev["share_threshold"] = share_threshold
-            if s_mean is None:
-                ev["values"] = values
-            else:
-                ev["share_steps"], ev["share_values"] = _window(s_share, step, evidence_points)
-            parts.append(f"{sh:.0%} of tokens with positive covariance")
-        alerts.append(
-            _alert(
+
+    def __init__(self, settings, context=None) -> None:
+        super().__init__(settings, context)
+        self.debounce = Debounce(1)
+
+    def watches(self, metric: str) -> bool:
+        return metric in (self.s.topk_entropy_metric, self.s.topk_mass_metric)
+
+    def judge(self, step, values):
+        em, mm = self.s.topk_entropy_metric, self.s.topk_mass_metric
+        ent, mass = self.series(em), self.series(mm)
+        if mm in values:
+            mass.add(step, values[mm])
+        if em not in values or not ent.add(step, values[em]) or not ent.initial > 0:
+            return []
+        ent_down = ent.smoothed <= (1 - self.s.overopt_entropy_drop) * ent.initial
+        mass_known = mass.initial is not None and mass.initial > 0
+        mass_down = mass_known and mass.smoothed <= (1 - self.s.overopt_mass_drop) * mass.initial
+        level = WARNING if ent_down and mass_down else INFO if ent_down else 0
+        report = self.debounce.update(level)
+        if not report:
+            return []
+        fell = 1 - ent.smoothed / ent.initial
+        if report == WARNING:
+            message = (
+                f"top-k entropy fell by {fell:.0%} and top-k mass shrank by "
+                f"{1 - mass.smoothed / mass.initial:.0%}: likelihood over-optimisation"
+            )
+        else:
+            message = f"top-k entropy fell by {fell:.0%} from its initial value" + (
+                "" if mass_known else " (no top-k mass series to confirm)"
+            )
+        return [
+            self.alert(
                 step,
-                "positive_covariance",
-                "warning",
+                report,
+                message,
                 None,
+                evidence(
+                    em,
+                    None,
+                    ent.window,
+                    threshold=(1 - self.s.overopt_entropy_drop) * ent.initial,
+                    direction="below",
+                    rule="top-k entropy down by overopt_entropy_drop (info), and top-k mass down "
+                    "by overopt_mass_drop (warning)",
+                    settings=self.settings_of(
+                        ("overopt_entropy_drop", "overopt_mass_drop", "lm_window")
+                    ),
+                    related={mm: mass.window} if mass_known else None,
+                    initial=ent.initial,
+                    mass_initial=mass.initial,
+                    mass_threshold=(1 - self.s.overopt_mass_drop) * mass.initial
+                    if mass_known
+                    else None,
+                ),
+            )
+        ]
+
+
+class PositiveCovariance(_WholeModel):
+    """Positive entropy-advantage covariance dominates, and is driving entropy down.
+
+    Cui et al. (2025) show the first-order entropy change of a softmax policy under policy
+    gradient is ``-eta Cov(log pi, A)``, and that the covariance stays mostly positive through
+    RL, which explains the monotonic entropy decline. The sign test: over the last
+    ``cov_window`` (20) records the batch-mean covariance (``rl/cov/mean``) was positive at
+    ``>= cov_min_fraction`` (0.9) of them, and the share of tokens with positive covariance
+    (``rl/cov/pos_share``) averaged above ``cov_share_threshold`` (0.5); each condition applies
+    when its series is recorded. *warning* when the token entropy fell by at least
+    ``cov_entropy_drop`` (10%) over the same window: the covariance is doing what the theory
+    says, and is below its initial value. *info* otherwise: with the covariance positive but
+    the entropy held above where it started (Clip-Cov, KL-Cov, an entropy bonus) or not
+    recorded, the run is not losing entropy to it.
+    """
+
+    indicator = "positive_covariance"
+    summary = (
+        "The entropy-advantage covariance stays positive, the mechanism that drives policy "
+        "entropy down in RL (Cui et al. 2025); a warning only while entropy is falling."
+    )
+
+    def __init__(self, settings, context=None) -> None:
+        super().__init__(settings, context)
+        n = settings.cov_window
+        self.signs: deque[float] = deque(maxlen=n)
+        self.shares: deque[float] = deque(maxlen=n)
+        self.entropy: deque[tuple[int, float]] = deque(maxlen=n)
+        self.debounce = Debounce(1)
+
+    def watches(self, metric: str) -> bool:
+        return metric in (
+            self.s.cov_mean_metric,
+            self.s.cov_share_metric,
+            self.s.token_entropy_metric,
+        )
+
+    def judge(self, step, values):
+        cm, cs, te = self.s.cov_mean_metric, self.s.cov_share_metric, self.s.token_entropy_metric
+        if te in values:
+            ent = self.series(te)
+            ent.add(step, values[te])
+            self.entropy.append((step, ent.smoothed))
+        if cm not in values and cs not in values:
+            return []
+        n = self.s.cov_window
+        if cm in values:
+            self.signs.append(1.0 if values[cm] > 0 else 0.0)
+            self.series(cm).add(step, values[cm])
+        if cs in values:
+            self.shares.append(values[cs])
+            self.series(cs).add(step, values[cs])
+        has_mean, has_share = cm in self.state, cs in self.state
+        positive = sum(self.signs) / len(self.signs) if self.signs else None
+        share = sum(self.shares) / len(self.shares) if self.shares else None
+        cond = True
+        if has_mean:
+            cond &= len(self.signs) >= n and positive >= self.s.cov_min_fraction
+        if has_share:
+            cond &= len(self.shares) >= n and share > self.s.cov_share_threshold
+        falling = None
+        if cond and len(self.entropy) >= 2 and self.entropy[0][1] > 0:
+            initial = self.series(te).initial
+            now = self.entropy[-1][1]
+            falling = now <= (1 - self.s.cov_entropy_drop) * self.entropy[0][1] and (
+                initial is None or now < initial
+            )
+        level = (WARNING if falling else INFO) if cond else 0
+        report = self.debounce.update(level)
+        if not report:
+            return []
+        parts = []
+        if has_mean:
+            parts.append(f"mean covariance positive at {positive:.0%} of the last {n} records")
+        if has_share:
+            parts.append(f"{share:.0%} of tokens with positive covariance")
+        if report == WARNING:
+            (s0, h0), (s1, h1) = self.entropy[0], self.entropy[-1]
+            tail = (
+                f"token entropy fell {1 - h1 / h0:.0%} over steps {s0}-{s1}: the covariance is "
+                "driving entropy down"
+            )
+        elif falling is None:
+            tail = "no token-entropy series to tell whether it is driving entropy down"
+        else:
+            tail = "token entropy is holding (an intervention or bonus may be countering it)"
+        main = cm if has_mean else cs
+        return [
+            self.alert(
+                step,
+                report,
                 "positive entropy-advantage covariance dominates ("
                 + "; ".join(parts)
-                + "): policy entropy is being driven down",
-                ev,
+                + "); "
+                + tail,
+                None,
+                evidence(
+                    main,
+                    None,
+                    self.series(main).window,
+                    threshold=0.0 if has_mean else self.s.cov_share_threshold,
+                    direction="above",
+                    rule="mean covariance > 0 at >= cov_min_fraction of the last cov_window "
+                    "records (and positive share > cov_share_threshold); warning when token "
+                    "entropy fell by >= cov_entropy_drop over them to below its initial value",
+                    settings=self.settings_of(
+                        (
+                            "cov_window",
+                            "cov_min_fraction",
+                            "cov_share_threshold",
+                            "cov_entropy_drop",
+                        )
+                    ),
+                    related={
+                        m: self.series(m).window for m in (cs, te) if m in self.state and m != main
+                    },
+                    positive_fraction=positive,
+                    pos_share_mean=share,
+                    entropy_falling=falling,
+                ),
             )
-        )
-    return alerts
-
-
-def detect_lm_collapse(scalars: pd.DataFrame, **settings: dict) -> list[dict]:
-    """Run every LM detector whose metrics are present in a scalars DataFrame.
-
-    ``settings`` maps a detector's name (``"token_entropy_collapse"``,
-    ``"over_optimisation"``, ``"positive_covariance"``, ``"attention_collapse"``,
-    ``"entropic_overload"``) to its keyword settings. Returns all alerts sorted by step.
-    """
-    if not _is_scalars_frame(scalars):
-        raise ValueError(
-            "scalars: expected a DataFrame with columns step, metric, value (and layer)"
-        )
-    known = {
-        "token_entropy_collapse",
-        "over_optimisation",
-        "positive_covariance",
-        "attention_collapse",
-        "entropic_overload",
-    }
-    unknown = set(settings) - known
-    if unknown:
-        raise ValueError(
-            f"settings: expected detector names from {sorted(known)}, got {sorted(unknown)}"
-        )
-    metrics = set(scalars["metric"].unique())
-    has_layer_rows = "layer" in scalars.columns
-    alerts: list[dict] = []
-    if settings.get("token_entropy_collapse", {}).get("metric", TOKEN_ENTROPY) in metrics:
-        alerts += detect_token_entropy_collapse(
-            scalars, **settings.get("token_entropy_collapse", {})
-        )
-    if settings.get("over_optimisation", {}).get("entropy_metric", TOPK_ENTROPY) in metrics:
-        alerts += detect_over_optimisation(scalars, **settings.get("over_optimisation", {}))
-    if metrics & {COV_MEAN, COV_POS_SHARE}:
-        alerts += detect_positive_covariance(scalars, **settings.get("positive_covariance", {}))
-    attn = [m for m in metrics if str(m).startswith(ATTN_ENTROPY_NORM)]
-    if attn and has_layer_rows:
-        alerts += detect_attention_collapse(scalars, **settings.get("attention_collapse", {}))
-        alerts += detect_entropic_overload(scalars, **settings.get("entropic_overload", {}))
-    return sorted(alerts, key=lambda a: (a["step"], a["indicator"], a["layer"] or ""))
+        ]

@@ -1,21 +1,41 @@
-"""Memorisation detector: the training loss keeps falling while a layer's DSMI with the
-labels stagnates (Liao et al. 2023, random-label training).
-"""
+"""Memorisation detector: the training loss keeps falling while a layer's DSMI with the labels
+stagnates (Liao et al. 2023, who observe it when a network memorises random labels)."""
 
 from __future__ import annotations
 
 from collections import deque
 
-from diagnostics.detectors.base import Alert, _Debounce, _Detector, _finite
-from diagnostics.detectors.settings import CollapseSettings
+from diagnostics.detectors.base import (
+    WARNING,
+    Context,
+    Debounce,
+    Detector,
+    Window,
+    evidence,
+    finite,
+)
 
 
-class Memorisation(_Detector):
+class Memorisation(Detector):
+    """Over the last ``memorisation_window`` records of ``repr/dsmi_y`` of a layer, the training
+    loss fell by at least ``memorisation_loss_drop`` of its level while DSMI with the labels
+    rose by less than ``memorisation_dsmi_rise`` of ``max(|DSMI|, memorisation_dsmi_floor)``:
+    the loss improves without the layer learning more about the labels. A layer whose DSMI
+    already rose by ``memorisation_learned_gain`` of its first record has learned about the
+    labels, and its later plateau while the loss keeps shrinking is ordinary convergence (the
+    cost: memorisation that starts only after real learning goes unflagged). *warning*.
+    """
+
     indicator = "memorisation"
+    summary = (
+        "The training loss keeps falling while the layer's DSMI with the labels stays flat: the "
+        "network fits the labels without learning about them (Liao et al. 2023)."
+    )
 
-    def __init__(self, settings: CollapseSettings) -> None:
-        super().__init__(settings)
+    def __init__(self, settings, context: Context | None = None) -> None:
+        super().__init__(settings, context)
         self.loss: deque[tuple[int, float]] = deque(maxlen=100_000)
+        self.loss_window = Window(settings.evidence_points)
 
     def watches(self, metric: str) -> bool:
         return metric in (self.s.loss_metric, self.s.dsmi_metric)
@@ -29,21 +49,24 @@ class Memorisation(_Detector):
         return before[-1] if before else None
 
     def observe(self, step, metric, layer, value):
-        if not _finite(value):
+        if not finite(value):
             return []
         if metric == self.s.loss_metric:
             if layer is None:
                 self.loss.append((step, value))
+                self.loss_window.add(step, value)
             return []
         w = self.s.memorisation_window
         st = self.state.get(layer)
         if st is None:
             st = self.state[layer] = {
                 "dsmi": deque(maxlen=w + 1),
-                "debounce": _Debounce(self.s.patience),
+                "debounce": Debounce(self.s.patience),
                 "first": value,
+                "window": Window(self.s.evidence_points),
             }
         st["dsmi"].append((step, value))
+        st["window"].add(step, value)
         self._prune(step)
         hist = list(st["dsmi"])
         if len(hist) < w:
@@ -67,41 +90,44 @@ class Memorisation(_Detector):
             and dsmi_rise < self.s.memorisation_dsmi_rise
             and learned < self.s.memorisation_learned_gain
         )
-        if not st["debounce"].update(1 if hit else 0):
+        if not st["debounce"].update(WARNING if hit else 0):
             return []
         return [
-            Alert(
-                step=step,
-                indicator=self.indicator,
-                severity="warning",
-                layer=layer,
-                message=(
-                    f"training loss fell {loss_drop:.0%} (from {l_a:.3g} to {l_b:.3g}) over steps "
-                    f"{s_a}-{s_b} while DSMI with the labels in {layer or 'the model'} moved "
-                    f"{dsmi_rise:+.1%} ({d_a:.3g} -> {d_b:.3g} nats): possible memorisation"
-                ),
-                evidence={
-                    "series": [self.s.loss_metric, self.s.dsmi_metric],
-                    "layer": layer,
-                    "steps": [s for s, _ in window],
-                    "dsmi": [v for _, v in window],
-                    "loss_start": l_a,
-                    "loss_end": l_b,
-                    "loss_drop": loss_drop,
-                    "dsmi_rise": dsmi_rise,
-                    "dsmi_first": first,
-                    "dsmi_gain_since_first": learned,
-                    "rule": "loss_drop >= memorisation_loss_drop and dsmi_rise < "
+            self.alert(
+                step,
+                WARNING,
+                f"training loss fell {loss_drop:.0%} (from {l_a:.3g} to {l_b:.3g}) over steps "
+                f"{s_a}-{s_b} while DSMI with the labels in {layer or 'the model'} moved "
+                f"{dsmi_rise:+.1%} ({d_a:.3g} -> {d_b:.3g} nats): possible memorisation",
+                layer,
+                evidence(
+                    self.s.dsmi_metric,
+                    layer,
+                    st["window"],
+                    # DSMI "stagnates" while it stays below this over the window
+                    threshold=d_a + self.s.memorisation_dsmi_rise * scale,
+                    direction="below",
+                    rule="loss_drop >= memorisation_loss_drop and dsmi_rise < "
                     "memorisation_dsmi_rise and dsmi_gain_since_first < memorisation_learned_gain",
-                    "thresholds": {
-                        "memorisation_loss_drop": self.s.memorisation_loss_drop,
-                        "memorisation_dsmi_rise": self.s.memorisation_dsmi_rise,
-                        "memorisation_dsmi_floor": self.s.memorisation_dsmi_floor,
-                        "memorisation_learned_gain": self.s.memorisation_learned_gain,
-                        "memorisation_window": self.s.memorisation_window,
-                    },
-                    "patience": self.s.patience,
-                },
+                    settings=self.settings_of(
+                        (
+                            "memorisation_window",
+                            "memorisation_loss_drop",
+                            "memorisation_dsmi_rise",
+                            "memorisation_dsmi_floor",
+                            "memorisation_learned_gain",
+                            "patience",
+                        )
+                    ),
+                    related={self.s.loss_metric: self.loss_window},
+                    window_steps=[s_a, s_b],
+                    loss_start=l_a,
+                    loss_end=l_b,
+                    loss_drop=loss_drop,
+                    dsmi_rise=dsmi_rise,
+                    dsmi_first=first,
+                    dsmi_gain_since_first=learned,
+                ),
             )
         ]
 

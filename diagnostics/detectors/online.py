@@ -1,34 +1,45 @@
-"""``CollapseDetector`` runs every online detector over the rows a run records, step by step;
-``detect_collapse`` replays a recorded scalar table through it.
-"""
+"""``CollapseDetector`` runs every detector online over the rows a run records, step by step;
+the probes run one after each record and write its alerts."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from dataclasses import asdict
 from typing import Any
 
-from diagnostics.detectors.base import Alert, _Detector
+from diagnostics.detectors.attention import AttentionCollapse, EntropicOverload
+from diagnostics.detectors.base import Alert, Context, Detector
 from diagnostics.detectors.compression import CompressionOnset
+from diagnostics.detectors.divergence import LossDivergence
+from diagnostics.detectors.lm import OverOptimisation, PositiveCovariance, TokenEntropyCollapse
 from diagnostics.detectors.memorisation import Memorisation
 from diagnostics.detectors.representation import EntropyCollapse, RankCollapse, Saturation
 from diagnostics.detectors.settings import CollapseSettings
 
-CollapseAlert = Alert
-
-#: indicator name -> detector class
-DETECTORS: dict[str, type[_Detector]] = {
-    "rank_collapse": RankCollapse,
-    "entropy_collapse": EntropyCollapse,
-    "saturation": Saturation,
-    "memorisation": Memorisation,
-    "compression_onset": CompressionOnset,
+#: indicator name -> detector class, for every indicator of :data:`diagnostics.schema.INDICATORS`
+DETECTORS: dict[str, type[Detector]] = {
+    d.indicator: d
+    for d in (
+        RankCollapse,
+        EntropyCollapse,
+        Saturation,
+        Memorisation,
+        CompressionOnset,
+        LossDivergence,
+        TokenEntropyCollapse,
+        OverOptimisation,
+        PositiveCovariance,
+        AttentionCollapse,
+        EntropicOverload,
+    )
 }
+
+#: the alert record under its exported name (``diagnostics.CollapseAlert``)
+CollapseAlert = Alert
 
 
 class CollapseDetector:
-    """Run the collapse detectors online.
+    """Run the detectors online.
 
     Parameters
     ----------
@@ -36,13 +47,16 @@ class CollapseDetector:
         Thresholds (:class:`CollapseSettings`; defaults when omitted).
     indicators:
         Which detectors to run (names of :data:`DETECTORS`); all by default.
+    context:
+        What the run tells the detectors beyond its series (:class:`Context`: number of
+        classes, label entropy, output layers, layer order).
 
     >>> det = CollapseDetector(CollapseSettings(patience=1))
     >>> det.update(0, [("repr/effective_rank", "fc1", 20.0)])
     []
-    >>> [a.severity for a in det.update(1, [("repr/effective_rank", "fc1", 1.5)])]
-    ['collapsed']
-    >>> det.update(2, [("repr/effective_rank", "fc1", 1.4)])  # not repeated
+    >>> [a.severity for a in det.update(1, [("repr/effective_rank", "fc1", 1.2)])]
+    ['critical']
+    >>> det.update(2, [("repr/effective_rank", "fc1", 1.1)])  # not repeated
     []
     """
 
@@ -51,29 +65,37 @@ class CollapseDetector:
         settings: CollapseSettings | None = None,
         *,
         indicators: Iterable[str] | None = None,
+        context: Context | None = None,
     ) -> None:
         self.settings = settings if settings is not None else CollapseSettings()
         if not isinstance(self.settings, CollapseSettings):
             raise TypeError(
                 f"settings: expected a CollapseSettings, got {type(self.settings).__name__}"
             )
+        self.context = context if context is not None else Context()
+        if not isinstance(self.context, Context):
+            raise TypeError(f"context: expected a Context, got {type(self.context).__name__}")
         names = list(DETECTORS) if indicators is None else list(indicators)
         for n in names:
             if n not in DETECTORS:
                 raise ValueError(
                     f"indicators: expected names among {', '.join(DETECTORS)}, got {n!r}"
                 )
-        self.detectors = [DETECTORS[n](self.settings) for n in names]
-        self._routes: dict[str, list[_Detector]] = {}
+        self.detectors = [DETECTORS[n](self.settings, self.context) for n in names]
+        self._routes: dict[str, list[Detector]] = {}
 
-    def _route(self, metric: str) -> list[_Detector]:
+    def _route(self, metric: str) -> list[Detector]:
         r = self._routes.get(metric)
         if r is None:
             r = self._routes[metric] = [d for d in self.detectors if d.watches(metric)]
         return r
 
+    def watches(self, metric: str) -> bool:
+        """Whether any detector reads this metric (the probes feed only those)."""
+        return bool(self._route(metric))
+
     def update(self, step: int, rows: Iterable[tuple[str, str | None, float]]) -> list[Alert]:
-        """Feed the rows recorded at ``step``; return new alerts."""
+        """Feed the rows recorded at ``step`` (``(metric, layer, value)``); return new alerts."""
         per: dict[int, list[tuple[str, str | None, float]]] = {}
         for metric, layer, value in rows:
             for det in self._route(metric):
@@ -102,32 +124,3 @@ class CollapseDetector:
 
     def settings_dict(self) -> dict[str, Any]:
         return asdict(self.settings)
-
-
-def detect_collapse(
-    scalars: Any,
-    settings: CollapseSettings | None = None,
-    *,
-    indicators: Iterable[str] | None = None,
-) -> list[Alert]:
-    """Replay a scalar table (``RunReader.scalars()``: columns ``step, metric, layer,
-    value``; or an iterable of ``(step, metric, layer, value)``) through the detectors,
-    in step order (rows of one step in their given order), and return every alert."""
-    if hasattr(scalars, "itertuples"):
-        frame = scalars.sort_values("step", kind="stable")
-        rows = [
-            (
-                int(r.step),
-                str(r.metric),
-                None if _missing(r.layer) else str(r.layer),
-                float(r.value),
-            )
-            for r in frame.itertuples(index=False)
-        ]
-    else:
-        rows = sorted(((int(s), m, lay, float(v)) for s, m, lay, v in scalars), key=lambda r: r[0])
-    return CollapseDetector(settings, indicators=indicators).feed(rows)
-
-
-def _missing(v: Any) -> bool:
-    return v is None or (isinstance(v, float) and math.isnan(v))

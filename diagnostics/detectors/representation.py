@@ -1,29 +1,48 @@
-"""Representation detectors: rank collapse (effective rank), entropy collapse (DSE, von
-Neumann entropy) and saturation / dead units.
+"""Representation detectors: rank collapse (effective rank), entropy collapse (DSE, von Neumann
+entropy) and saturation / dead units.
 
-Sources: RankMe (Garrido et al. 2023) and dimensional collapse (Jing et al. 2022) for the
-effective rank; Liao et al. (2023) for DSE; Glorot & Bengio (2010) for saturated units and
-Lu et al. (2019) for dead ReLUs.
+Sources: RankMe (Garrido et al. 2023) and dimensional collapse (Jing et al. 2022) use the
+effective rank of representations as the collapse signal; neural collapse (Papyan et al. 2020)
+is why a classifier's layers *should* lose rank toward the number of classes, so the rank a
+layer should keep is judged against that, not against its width at initialisation. Liao et al.
+(2023) for DSE; Glorot & Bengio (2010) for saturated units, Lu et al. (2019) for dead ReLUs.
 """
 
 from __future__ import annotations
 
-from collections import deque
+import math
 
-from diagnostics.detectors.base import _LEVELS, Alert, _Debounce, _Detector, _finite
+from diagnostics.detectors.base import (
+    CRITICAL,
+    WARNING,
+    Alert,
+    Debounce,
+    Detector,
+    Window,
+    evidence,
+    finite,
+)
 
 
-class _PeakFraction(_Detector):
-    """Shared rule: compare a series with its running peak, with per-series debounce."""
+class _FallFromReference(Detector):
+    """Shared rule: a series falls to a fraction of a reference (its running peak, capped by
+    what the layer should keep when the context knows the classes), per series, debounced."""
 
-    def _levels(self, metric: str) -> tuple[float, float, float]:
-        raise NotImplementedError  # pragma: no cover
+    def _reference(self, peak: float) -> float:  # pragma: no cover - interface
+        raise NotImplementedError
 
-    def _score(self, value: float, peak: float) -> float:
-        return value / peak
+    def _score(self, value: float, ref: float) -> float:
+        return value / ref
+
+    def _threshold(self, fraction: float, ref: float) -> float:
+        return fraction * ref
+
+    def _levels(self) -> tuple[float, float, float]:  # pragma: no cover - interface
+        """(warning fraction, critical fraction, minimum reference)."""
+        raise NotImplementedError
 
     def observe(self, step, metric, layer, value):
-        if not _finite(value):
+        if not finite(value):
             return []
         key = (metric, layer)
         st = self.state.get(key)
@@ -31,134 +50,239 @@ class _PeakFraction(_Detector):
             st = self.state[key] = {
                 "peak": value,
                 "peak_step": step,
-                "debounce": _Debounce(self.s.patience),
-                "recent": deque(maxlen=max(2, self.s.patience + 1)),
+                "debounce": Debounce(self.s.patience),
+                "window": Window(self.s.evidence_points),
             }
         if value > st["peak"]:
             st["peak"], st["peak_step"] = value, step
-        st["recent"].append((step, value))
-        warn, collapse, min_peak = self._levels(metric)
-        peak = st["peak"]
+        st["window"].add(step, value)
+        warn, crit, min_ref = self._levels()
+        ref = self._reference(st["peak"])
         level = 0
-        if peak >= min_peak:
-            score = self._score(value, peak)
-            level = 2 if score <= collapse else 1 if score <= warn else 0
+        if ref >= min_ref:
+            score = self._score(value, ref)
+            level = CRITICAL if score <= crit else WARNING if score <= warn else 0
         report = st["debounce"].update(level)
         if not report:
             return []
-        severity = _LEVELS[report]
-        threshold = collapse if report == 2 else warn
-        steps, values = zip(*st["recent"])
+        fraction = crit if report == CRITICAL else warn
+        threshold = self._threshold(fraction, ref)
         return [
-            Alert(
-                step=step,
-                indicator=self.indicator,
-                severity=severity,
-                layer=layer,
-                message=self._message(metric, layer, value, peak, st["peak_step"], threshold),
-                evidence={
-                    "series": metric,
-                    "layer": layer,
-                    "steps": list(steps),
-                    "values": list(values),
-                    "peak": peak,
-                    "peak_step": st["peak_step"],
-                    "rule": self._rule(report),
-                    "threshold": threshold,
-                    "patience": self.s.patience,
-                },
+            self.alert(
+                step,
+                report,
+                self._message(metric, layer, value, st["peak"], st["peak_step"], ref, threshold),
+                layer,
+                evidence(
+                    metric,
+                    layer,
+                    st["window"],
+                    threshold=threshold,
+                    direction="below",
+                    rule=self._rule(report),
+                    settings=self._settings(),
+                    peak=st["peak"],
+                    peak_step=st["peak_step"],
+                    reference=ref,
+                    n_classes=self.context.n_classes,
+                ),
             )
         ]
 
 
-class RankCollapse(_PeakFraction):
+class RankCollapse(_FallFromReference):
+    """The effective rank of a layer falls toward 1, below what the layer should keep.
+
+    The reference ``ref`` is the rank a layer should keep: with known classes
+    (``context.n_classes = C``) ``min(peak, C - 1)`` (a classifier's class means span C - 1
+    dimensions at neural collapse, so falling from the width at initialisation toward C - 1 is
+    learning, not collapse); without classes, the layer's running peak. With ``score = (erank -
+    1) / (ref - 1)``: *warning* at ``score <= rank_warn`` (0.5), *critical* at ``rank_critical``
+    (0.1); without classes the stricter ``rank_warn_unsupervised`` (0.1) and
+    ``rank_critical_unsupervised`` (0.02), since a fall from the peak is then all there is to
+    go by. Layers with ``ref < rank_min_peak`` are not judged.
+    """
+
     indicator = "rank_collapse"
+    summary = (
+        "The effective rank of a layer fell far below the rank it should keep (n_classes - 1 "
+        "for a classifier, else its peak): RankMe, Garrido et al. 2023; Jing et al. 2022."
+    )
 
     def watches(self, metric: str) -> bool:
         return metric == self.s.rank_metric
 
-    def _levels(self, metric):
-        return self.s.rank_warn, self.s.rank_collapse, self.s.rank_min_peak
+    def _supervised(self) -> bool:
+        return self.context.n_classes is not None
 
-    def _score(self, value, peak):
-        return (value - 1.0) / (peak - 1.0)
+    def _levels(self):
+        if self._supervised():
+            return self.s.rank_warn, self.s.rank_critical, self.s.rank_min_peak
+        return (
+            self.s.rank_warn_unsupervised,
+            self.s.rank_critical_unsupervised,
+            self.s.rank_min_peak,
+        )
+
+    def _reference(self, peak: float) -> float:
+        if self._supervised():
+            return min(peak, max(self.context.n_classes - 1, 1))
+        return peak
+
+    def _score(self, value, ref):
+        return (value - 1.0) / (ref - 1.0)
+
+    def _threshold(self, fraction, ref):
+        return 1.0 + fraction * (ref - 1.0)
 
     def _rule(self, level: int) -> str:
-        name = "rank_collapse" if level == 2 else "rank_warn"
-        return f"(erank - 1) <= {name} * (peak - 1)"
+        ref = "min(peak, n_classes - 1)" if self._supervised() else "peak"
+        suffix = "" if self._supervised() else "_unsupervised"
+        name = ("rank_critical" if level == CRITICAL else "rank_warn") + suffix
+        return f"erank - 1 <= {name} * (ref - 1), ref = {ref}"
 
-    def _message(self, metric, layer, value, peak, peak_step, threshold):
+    def _settings(self):
+        return self.settings_of(
+            (
+                "rank_warn",
+                "rank_critical",
+                "rank_warn_unsupervised",
+                "rank_critical_unsupervised",
+                "rank_min_peak",
+                "patience",
+            )
+        )
+
+    def _message(self, metric, layer, value, peak, peak_step, ref, threshold):
+        keep = (
+            f"the {ref:.3g} it should keep with {self.context.n_classes} classes"
+            if self._supervised()
+            else f"its peak {peak:.3g} at step {peak_step}"
+        )
         return (
-            f"effective rank of {layer or 'the model'} fell to {value:.3g} "
-            f"(peak {peak:.3g} at step {peak_step}; threshold {threshold:g} of the way above 1)"
+            f"effective rank of {layer or 'the model'} fell to {value:.3g}, below "
+            f"{threshold:.3g} (against {keep})"
         )
 
 
-class EntropyCollapse(_PeakFraction):
+class EntropyCollapse(_FallFromReference):
+    """Representation entropy (DSE, von Neumann) falls to a fraction of its reference.
+
+    The reference is the running peak, capped at ``log(C - 1)`` nats with known classes
+    (``C >= 3``: the entropy of C - 1 equally used directions, what a collapsed classifier
+    keeps). *warning* at ``entropy_warn`` (0.5) of it, *critical* at ``entropy_critical``
+    (0.1); without classes ``entropy_warn_unsupervised`` (0.25) and
+    ``entropy_critical_unsupervised`` (0.05). DSE rises while a network learns (Liao et al.
+    2023); a fall to a small fraction means the representation concentrated on few directions.
+    """
+
     indicator = "entropy_collapse"
+    summary = (
+        "Representation entropy (DSE, von Neumann) fell to a small fraction of what the layer "
+        "should keep: Liao et al. 2023."
+    )
 
     def watches(self, metric: str) -> bool:
         return metric in self.s.entropy_metrics
 
-    def _levels(self, metric):
-        return self.s.entropy_warn, self.s.entropy_collapse, self.s.entropy_min_peak
+    def _supervised(self) -> bool:
+        return self.context.n_classes is not None
+
+    def _levels(self):
+        if self._supervised():
+            return self.s.entropy_warn, self.s.entropy_critical, self.s.entropy_min_peak
+        return (
+            self.s.entropy_warn_unsupervised,
+            self.s.entropy_critical_unsupervised,
+            self.s.entropy_min_peak,
+        )
+
+    def _reference(self, peak: float) -> float:
+        c = self.context.n_classes
+        if c is not None and c >= 3:
+            return min(peak, math.log(c - 1))
+        return peak
 
     def _rule(self, level: int) -> str:
-        name = "entropy_collapse" if level == 2 else "entropy_warn"
-        return f"value <= {name} * peak"
+        suffix = "" if self._supervised() else "_unsupervised"
+        name = ("entropy_critical" if level == CRITICAL else "entropy_warn") + suffix
+        ref = "min(peak, log(n_classes - 1))" if self._supervised() else "peak"
+        return f"value <= {name} * ref, ref = {ref}"
 
-    def _message(self, metric, layer, value, peak, peak_step, threshold):
+    def _settings(self):
+        return self.settings_of(
+            (
+                "entropy_warn",
+                "entropy_critical",
+                "entropy_warn_unsupervised",
+                "entropy_critical_unsupervised",
+                "entropy_min_peak",
+                "patience",
+            )
+        )
+
+    def _message(self, metric, layer, value, peak, peak_step, ref, threshold):
         return (
-            f"{metric} of {layer or 'the model'} fell to {value:.3g} nats, "
-            f"{value / peak:.0%} of its peak {peak:.3g} (step {peak_step}; threshold {threshold:.0%})"
+            f"{metric} of {layer or 'the model'} fell to {value:.3g} nats, {value / ref:.0%} of "
+            f"its reference {ref:.3g} (peak {peak:.3g} at step {peak_step}; threshold "
+            f"{threshold:.3g})"
         )
 
 
-class Saturation(_Detector):
+class Saturation(Detector):
+    """Bounded activations at their bounds (``act/saturated_frac``) or ReLU units that never
+    fire (``act/dead_frac``): *warning* at ``saturation_warn`` (0.5) of the units, *critical*
+    at ``saturation_critical`` (0.9)."""
+
     indicator = "saturation"
+    summary = (
+        "A large share of a layer's units saturated (tanh/sigmoid at their bounds) or dead "
+        "(ReLU never firing): Glorot & Bengio 2010; Lu et al. 2019."
+    )
 
     def watches(self, metric: str) -> bool:
         return metric in self.s.saturation_metrics
 
-    def observe(self, step, metric, layer, value):
-        if not _finite(value):
+    def observe(self, step, metric, layer, value) -> list[Alert]:
+        if not finite(value):
             return []
         key = (metric, layer)
         st = self.state.get(key)
         if st is None:
             st = self.state[key] = {
-                "debounce": _Debounce(self.s.patience),
-                "recent": deque(maxlen=self.s.patience + 1),
+                "debounce": Debounce(self.s.patience),
+                "window": Window(self.s.evidence_points),
             }
-        st["recent"].append((step, value))
+        st["window"].add(step, value)
         level = (
-            2
-            if value >= self.s.saturation_collapse
-            else 1
+            CRITICAL
+            if value >= self.s.saturation_critical
+            else WARNING
             if value >= self.s.saturation_warn
             else 0
         )
         report = st["debounce"].update(level)
         if not report:
             return []
-        threshold = self.s.saturation_collapse if report == 2 else self.s.saturation_warn
+        name = "saturation_critical" if report == CRITICAL else "saturation_warn"
+        threshold = getattr(self.s, name)
         what = "dead units" if metric.endswith("dead_frac") else "saturated activations"
-        steps, values = zip(*st["recent"])
         return [
-            Alert(
-                step=step,
-                indicator=self.indicator,
-                severity=_LEVELS[report],
-                layer=layer,
-                message=f"{value:.0%} {what} in {layer or 'the model'} (threshold {threshold:.0%})",
-                evidence={
-                    "series": metric,
-                    "layer": layer,
-                    "steps": list(steps),
-                    "values": list(values),
-                    "rule": f"value >= {'saturation_collapse' if report == 2 else 'saturation_warn'}",
-                    "threshold": threshold,
-                    "patience": self.s.patience,
-                },
+            self.alert(
+                step,
+                report,
+                f"{value:.0%} {what} in {layer or 'the model'} (threshold {threshold:.0%})",
+                layer,
+                evidence(
+                    metric,
+                    layer,
+                    st["window"],
+                    threshold=threshold,
+                    direction="above",
+                    rule=f"value >= {name}",
+                    settings=self.settings_of(
+                        ("saturation_warn", "saturation_critical", "patience")
+                    ),
+                ),
             )
         ]

@@ -112,15 +112,18 @@ def analyze_snapshots(
     k: int = 10,
     meta: dict[str, Any] | None = None,
     collapse: bool = True,
+    rl: bool | None = None,
 ) -> Path:
     """Analyse snapshot files (see the module docstring) into the run directory ``out``.
 
     ``metrics`` are names from :data:`LAYER_METRICS`; ``method`` is the information-plane
     estimator, ``sigma`` the DSE/DSMI kernel width, ``k`` the top-k of the token statistics.
-    Returns the run directory.
+    ``rl=True`` says the logits come from RL fine-tuning, where a collapse of token entropy is
+    a problem (in pretraining it is learning); ``None`` lets the detectors decide from the
+    series. Returns the run directory.
     """
     from diagnostics import estimators as lm
-    from diagnostics.detectors import Alert, detect_collapse, detect_lm_collapse
+    from diagnostics.detectors import Context, detect_collapse
     from diagnostics.runlog import RunWriter, open_run
 
     metrics = list(metrics)
@@ -133,7 +136,10 @@ def analyze_snapshots(
     fns = [_layer_metric(m) for m in metrics]
     opts = {"method": method, "sigma": sigma}
     info = {"source": "infoscope analyze", "snapshots": [str(p) for p in paths]}
-    with RunWriter(out, meta={"config": {**info, "metrics": metrics, **opts}, **(meta or {})}) as w:
+    context = Context(rl=rl)
+    meta = {"config": {**info, "metrics": metrics, **opts}, **(meta or {})}
+    meta.setdefault("detector_context", context.to_dict())
+    with RunWriter(out, meta=meta) as w:
         for snap in snapshots:
             step = snap["step"]
             x = snap.get("x")
@@ -166,8 +172,6 @@ def analyze_snapshots(
         w.flush()
         if collapse:
             scalars = open_run(out).scalars()
-            for alert in detect_collapse(scalars):
+            for alert in detect_collapse(scalars, context=context):
                 alert.write_to(w)
-            for a in detect_lm_collapse(scalars):
-                Alert(**a).write_to(w)
     return Path(out)

@@ -231,13 +231,19 @@ class RunReader:
         )
 
     def alerts(self, *, after_id: int = 0) -> pd.DataFrame:
-        """Alert rows: ``id, step, wall_time, indicator, severity, layer, message, evidence``."""
+        """Alert rows: ``id, step, wall_time, indicator, severity, layer, message, evidence``.
+
+        Severities are ``info``, ``warning``, ``critical``; runs written before 0.2 named the
+        top level ``collapsed``, read here as ``critical``."""
         rows = self._query(
             "SELECT id, step, wall_time, indicator, severity, layer, message, evidence FROM alerts WHERE id > ? ORDER BY id",
             (int(after_id),),
         )
         return pd.DataFrame(
-            [(*r[:7], json.loads(r[7])) for r in rows],
+            [
+                (*r[:4], schema.LEGACY_SEVERITIES.get(r[4], r[4]), *r[5:7], json.loads(r[7]))
+                for r in rows
+            ],
             columns=[
                 "id",
                 "step",
@@ -301,7 +307,10 @@ class RunReader:
     def summary(self) -> dict[str, Any]:
         """One row of :func:`summarize_runs` for this run."""
         steps = self.step_range()
-        counts = dict(self._query("SELECT severity, COUNT(*) FROM alerts GROUP BY severity"))
+        counts: dict[str, int] = {}
+        for severity, n in self._query("SELECT severity, COUNT(*) FROM alerts GROUP BY severity"):
+            severity = schema.LEGACY_SEVERITIES.get(severity, severity)
+            counts[severity] = counts.get(severity, 0) + int(n)
         return {
             "run": str(self.run_dir),
             "name": self.meta.get("name", self.run_dir.name),
@@ -313,7 +322,7 @@ class RunReader:
             "metrics": len(self.metrics()),
             "alerts": int(sum(counts.values())),
             "warnings": int(counts.get("warning", 0)),
-            "collapsed": int(counts.get("collapsed", 0)),
+            "critical": int(counts.get("critical", 0)),
             "failures": int(
                 self._query("SELECT COUNT(*) FROM events WHERE kind LIKE '%failure%'")[0][0]
             ),
@@ -419,6 +428,6 @@ def summarize_runs(root: str | os.PathLike) -> pd.DataFrame:
             )
     columns = [
         "run", "name", "created", "status", "first_step", "last_step", "rows", "metrics",
-        "alerts", "warnings", "collapsed", "failures", "error",
+        "alerts", "warnings", "critical", "failures", "error",
     ]  # fmt: skip
     return pd.DataFrame(rows, columns=columns)

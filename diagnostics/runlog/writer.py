@@ -327,8 +327,12 @@ class RunWriter:
         layer: str | None = None,
         evidence: Mapping[str, Any] | None = None,
     ) -> None:
-        """Record an alert from a collapse indicator, with its evidence (JSON)."""
+        """Record an alert from a collapse indicator, with its evidence (JSON).
+
+        ``severity`` is ``info``, ``warning`` or ``critical`` (``collapsed``, the name before
+        0.2, is stored as ``critical``)."""
         self._check_open()
+        severity = schema.LEGACY_SEVERITIES.get(severity, severity)
         if severity not in schema.SEVERITIES:
             raise ValueError(f"severity: expected one of {schema.SEVERITIES}, got {severity!r}")
         with self._lock:
