@@ -1,18 +1,20 @@
 """The dashboard in Streamlit's AppTest: every page on synthetic runs (from the checkout's
 app.py and from the package's own file), empty states, broken files, URL state, live
-tailing, and no torch import."""
+tailing, the server helper, and no torch import."""
 
 from __future__ import annotations
 
 import math
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from dashboard.serve import serve
 from diagnostics.runlog import RunReader, RunWriter, open_run
 from tests.plotly_spec import names, specs
 from tests.synthetic_runs import IB_STEPS
@@ -362,11 +364,27 @@ def test_live_refresh_reads_only_new_rows(tmp_path, monkeypatch):
         w.close()
 
 
+# ------------------------------------------------------------------------ server
+@pytest.mark.slow
+def test_serve_answers_until_the_block_ends(runs_root):
+    with serve(runs_root) as url:
+        with urllib.request.urlopen(f"{url}/information-plane", timeout=30) as page:
+            assert page.status == 200
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"{url}/_stcore/health", timeout=5)
+
+
+def test_serve_says_why_streamlit_did_not_start(tmp_path):
+    with pytest.raises(RuntimeError, match="(?s)exited with code.*missing.py"):
+        with serve(tmp_path, app=tmp_path / "missing.py"):
+            pass
+
+
 # --------------------------------------------------------------------- no torch
 @pytest.mark.slow
 def test_app_never_imports_torch(runs_root):
-    """Every page on every kind of run, and every module of the dashboard package, leave
-    torch unimported."""
+    """Every page on every kind of run, and every module of the dashboard package (the
+    server helper, the figures), leave torch unimported."""
     code = f"""
 import importlib, os, pkgutil, sys
 os.environ["INFOSCOPE_ROOT"] = {str(runs_root)!r}
@@ -381,7 +399,7 @@ for page in {[str((PACKAGE_APP.parent / p).relative_to(APP.parent)) for p in PAG
     at.run()
     at.switch_page(page).run()
     assert not at.exception, page
-print(sorted(sys.modules.keys() & {{"dashboard.data", "dashboard.figures"}}), "torch" in sys.modules)
+print(sorted(sys.modules.keys() & {{"dashboard.data", "dashboard.serve"}}), "torch" in sys.modules)
 """
     out = subprocess.run(
         [sys.executable, "-c", code],
@@ -391,4 +409,4 @@ print(sorted(sys.modules.keys() & {{"dashboard.data", "dashboard.figures"}}), "t
         cwd=APP.parent,
     )
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip().splitlines()[-1] == "['dashboard.data', 'dashboard.figures'] False"
+    assert out.stdout.strip().splitlines()[-1] == "['dashboard.data', 'dashboard.serve'] False"
