@@ -384,7 +384,7 @@ def test_serve_says_why_streamlit_did_not_start(tmp_path):
 @pytest.mark.slow
 def test_app_never_imports_torch(runs_root):
     """Every page on every kind of run, and every module of the dashboard package (the
-    server helper, the figures), leave torch unimported."""
+    CLI command, the server helper, the figures), leave torch unimported."""
     code = f"""
 import importlib, os, pkgutil, sys
 os.environ["INFOSCOPE_ROOT"] = {str(runs_root)!r}
@@ -399,7 +399,7 @@ for page in {[str((PACKAGE_APP.parent / p).relative_to(APP.parent)) for p in PAG
     at.run()
     at.switch_page(page).run()
     assert not at.exception, page
-print(sorted(sys.modules.keys() & {{"dashboard.data", "dashboard.serve"}}), "torch" in sys.modules)
+print(sorted(sys.modules.keys() & {{"dashboard.commands", "dashboard.serve"}}), "torch" in sys.modules)
 """
     out = subprocess.run(
         [sys.executable, "-c", code],
@@ -409,4 +409,4 @@ print(sorted(sys.modules.keys() & {{"dashboard.data", "dashboard.serve"}}), "tor
         cwd=APP.parent,
     )
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip().splitlines()[-1] == "['dashboard.data', 'dashboard.serve'] False"
+    assert out.stdout.strip().splitlines()[-1] == "['dashboard.commands', 'dashboard.serve'] False"
