@@ -22,13 +22,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +34,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from dashboard.serve import serve  # noqa: E402
 from diagnostics.runlog import RunWriter, open_run  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
@@ -113,57 +112,12 @@ def write_run(path: Path, *, layers: int, steps: int, metrics: list[str], keep_o
     return w, names
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 FLOOR_APP = """
 import plotly.graph_objects as go
 import streamlit as st
 st.title("floor")
 st.plotly_chart(go.Figure(go.Scatter(x=list(range(40)), y=[i * i for i in range(40)])))
 """
-
-
-def start_server(root: Path, app: str = "app.py") -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            app,
-            "--server.headless",
-            "true",
-            "--server.port",
-            str(port),
-            "--server.address",
-            "127.0.0.1",
-            "--server.fileWatcherType",
-            "none",
-            "--browser.gatherUsageStats",
-            "false",
-            "--",
-            "--root",
-            str(root),
-        ],  # fmt: skip
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
-            return proc, url
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("streamlit did not start") from None
-            time.sleep(0.2)
 
 
 def visit(ctx, url: str, *, charts: int = 1) -> tuple[float, int, object]:
@@ -226,14 +180,15 @@ def main() -> int:
     floor_app = tmp / "floor_app.py"
     floor_app.write_text(FLOOR_APP)
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-    proc, url = start_server(tmp)
     results = {}
-    try:
+    with ExitStack() as stack:
+        stack.callback(big.close)
+        stack.callback(stop.set)
+        url = stack.enter_context(serve(tmp))
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             # ------------------------------------------------ anchor: Streamlit's floor
-            fproc, furl = start_server(tmp, str(floor_app))
-            try:
+            with serve(tmp, app=floor_app) as furl:
                 fctx = browser.new_context(viewport={"width": 1400, "height": 1000})
                 visit(fctx, furl)[2].close()  # first session imports plotly: not timed
                 floor_cold = []
@@ -245,9 +200,6 @@ def main() -> int:
                     floor_cold.append(dt)
                 floor_warm = min(visit(fctx, furl)[0] for _ in range(2))
                 fctx.close()
-            finally:
-                fproc.terminate()
-                fproc.wait(timeout=20)
             floor = min(floor_cold)
             print(f"anchor (one-chart Streamlit app): cold {floor:.2f} s, warm {floor_warm:.2f} s")
             warm_ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
@@ -322,11 +274,6 @@ def main() -> int:
                     + " ms"
                 )
             browser.close()
-    finally:
-        stop.set()
-        proc.terminate()
-        proc.wait(timeout=20)
-        big.close()
     return 0
 
 

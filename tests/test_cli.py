@@ -122,3 +122,17 @@ def test_dashboard_default_root_is_sample_runs(tmp_path):
     assert cmd[cmd.index("--root") + 1] == str((tmp_path / "sample_runs").resolve())
     out = infoscope("dashboard", str(tmp_path / "missing"), "--dry-run")
     assert out.returncode == 2 and "root: expected a folder" in out.stderr
+
+
+def test_dashboard_command_is_a_plugin_of_the_dashboard_package():
+    """`infoscope dashboard` is registered by the dashboard package through the
+    ``infoscope.commands`` entry point, not by diagnostics (which never imports it)."""
+    tomllib = pytest.importorskip("tomllib")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["entry-points"]["infoscope.commands"] == {"dashboard": "dashboard.commands"}
+    import diagnostics.cli as cli
+
+    assert "dashboard" not in cli.BUILTIN
+    import dashboard.commands  # noqa: F401
+
+    assert "dashboard" in cli.base.COMMANDS

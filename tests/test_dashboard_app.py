@@ -1,24 +1,29 @@
-"""The dashboard in Streamlit's AppTest: every page on synthetic runs, empty states, broken
-files, URL state, live tailing, and no torch import."""
+"""The dashboard in Streamlit's AppTest: every page on synthetic runs (from the checkout's
+app.py and from the package's own file), empty states, broken files, URL state, live
+tailing, the server helper, and no torch import."""
 
 from __future__ import annotations
 
 import math
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from dashboard.serve import serve
 from diagnostics.runlog import RunReader, RunWriter, open_run
 from tests.plotly_spec import names, specs
 from tests.synthetic_runs import IB_STEPS
 
-APP = Path(__file__).resolve().parent.parent / "app.py"
+REPO = Path(__file__).resolve().parent.parent
+APP = REPO / "app.py"  # the checkout's entry point; it calls dashboard.app.main()
+PACKAGE_APP = REPO / "dashboard" / "app.py"  # what `infoscope dashboard` runs
 ALL = ["ib/tanh", "ib/relu", "lm/grpo", "bad"]
-PAGES = {
+PAGES = {  # relative to the package's app.py
     "runs": "app_pages/runs.py",
     "information-plane": "app_pages/information_plane.py",
     "representations": "app_pages/representations.py",
@@ -28,14 +33,14 @@ PAGES = {
 }
 
 
-def open_page(root, page, monkeypatch, **params) -> AppTest:
+def open_page(root, page, monkeypatch, *, app=APP, **params) -> AppTest:
     monkeypatch.setenv("INFOSCOPE_ROOT", str(root))
-    at = AppTest.from_file(str(APP), default_timeout=60)
+    at = AppTest.from_file(str(app), default_timeout=60)
     for key, value in params.items():
         at.query_params[key] = value
     at.run()
     if page != "runs":
-        at.switch_page(PAGES[page]).run()
+        at.switch_page(str((PACKAGE_APP.parent / PAGES[page]).relative_to(app.parent))).run()
     assert not at.exception, [e.value for e in at.exception]
     return at
 
@@ -60,6 +65,19 @@ def test_every_page_renders_and_reports_the_broken_run(runs_root, monkeypatch, p
     errors = [e.value for e in at.error]
     assert any("bad" in e and "not an infoscope run" in e for e in errors), errors
     if page != "runs":
+        assert specs(at), f"{page}: no chart"
+
+
+@pytest.mark.parametrize("page", list(PAGES))
+def test_the_package_app_runs_every_page(runs_root, monkeypatch, page):
+    """The file `infoscope dashboard` runs (inside the package, as a wheel installs it)
+    finds its pages as the checkout's app.py does."""
+    at = open_page(runs_root, page, monkeypatch, app=PACKAGE_APP, run=["ib/tanh", "lm/grpo"])
+    errors = [e.value for e in at.error]  # (the runs page lists the unreadable runs too)
+    assert not any("ib/tanh" in e or "lm/grpo" in e for e in errors), errors
+    if page == "runs":
+        assert {"ib/tanh", "lm/grpo"} <= set(at.dataframe[0].value["run"])
+    else:
         assert specs(at), f"{page}: no chart"
 
 
@@ -281,7 +299,7 @@ def test_root_from_command_line(runs_root, monkeypatch, tmp_path):
 
 
 def test_reads_only_below_the_root(runs_root, monkeypatch, tmp_path):
-    from app_pages.common import inside_root
+    from dashboard.data import inside_root
 
     base = runs_root.resolve()
     assert inside_root(base, "ib/tanh") == base / "ib" / "tanh"
@@ -346,20 +364,42 @@ def test_live_refresh_reads_only_new_rows(tmp_path, monkeypatch):
         w.close()
 
 
+# ------------------------------------------------------------------------ server
+@pytest.mark.slow
+def test_serve_answers_until_the_block_ends(runs_root):
+    with serve(runs_root) as url:
+        with urllib.request.urlopen(f"{url}/information-plane", timeout=30) as page:
+            assert page.status == 200
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"{url}/_stcore/health", timeout=5)
+
+
+def test_serve_says_why_streamlit_did_not_start(tmp_path):
+    with pytest.raises(RuntimeError, match="(?s)exited with code.*missing.py"):
+        with serve(tmp_path, app=tmp_path / "missing.py"):
+            pass
+
+
 # --------------------------------------------------------------------- no torch
 @pytest.mark.slow
 def test_app_never_imports_torch(runs_root):
+    """Every page on every kind of run, and every module of the dashboard package (the
+    CLI command, the server helper, the figures), leave torch unimported."""
     code = f"""
-import os, sys
+import importlib, os, pkgutil, sys
 os.environ["INFOSCOPE_ROOT"] = {str(runs_root)!r}
+import dashboard
+for mod in pkgutil.walk_packages(dashboard.__path__, "dashboard."):
+    if not mod.name.startswith("dashboard.app_pages."):  # pages are scripts: run below
+        importlib.import_module(mod.name)
 from streamlit.testing.v1 import AppTest
-for page in {list(PAGES.values())!r}:
+for page in {[str((PACKAGE_APP.parent / p).relative_to(APP.parent)) for p in PAGES.values()]!r}:
     at = AppTest.from_file({str(APP)!r}, default_timeout=60)
     at.query_params["run"] = {ALL!r}
     at.run()
     at.switch_page(page).run()
     assert not at.exception, page
-print("torch" in sys.modules)
+print(sorted(sys.modules.keys() & {{"dashboard.commands", "dashboard.serve"}}), "torch" in sys.modules)
 """
     out = subprocess.run(
         [sys.executable, "-c", code],
@@ -369,4 +409,4 @@ print("torch" in sys.modules)
         cwd=APP.parent,
     )
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip().splitlines()[-1] == "False"
+    assert out.stdout.strip().splitlines()[-1] == "['dashboard.commands', 'dashboard.serve'] False"

@@ -1,4 +1,6 @@
-"""The dashboard in a real browser: ``streamlit run app.py`` driven by headless Chromium.
+"""The dashboard in a real browser: the package's app served by :func:`dashboard.serve.serve`
+(``streamlit run dashboard/app.py``, as ``infoscope dashboard`` runs it) driven by headless
+Chromium.
 
 Skipped when Debian's ``/usr/bin/chromium`` is missing, unless ``INFOSCOPE_REQUIRE_BROWSER=1``
 (CI), which turns the skip into a failure. Screenshots go to ``test-artifacts/``.
@@ -7,16 +9,14 @@ Skipped when Debian's ``/usr/bin/chromium`` is missing, unless ``INFOSCOPE_REQUI
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import textwrap
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
+from dashboard.serve import serve
 from diagnostics.runlog import RunWriter
 from tests.synthetic_runs import write_runs
 
@@ -60,12 +60,6 @@ MAX_X = """() => {
 }"""
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def browser():
     if not Path(CHROMIUM).exists():
@@ -98,51 +92,9 @@ def root(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(root, browser):
-    """``streamlit run app.py`` on a free port over the synthetic runs."""
-    port = _free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            "app.py",
-            "--server.headless",
-            "true",
-            "--server.port",
-            str(port),
-            "--server.address",
-            "127.0.0.1",
-            "--server.fileWatcherType",
-            "none",
-            "--browser.gatherUsageStats",
-            "false",
-            "--",
-            "--root",
-            str(root),
-        ],  # fmt: skip
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(proc.stdout.read().decode()[-3000:]) from None
-                time.sleep(0.2)
+    """The dashboard on a free port over the synthetic runs."""
+    with serve(root) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def _wait(page, title):

@@ -1,4 +1,4 @@
-"""Figure builders (diagnostics.figures): downsampling, smoothing, CSV, data shaping."""
+"""Figure builders (dashboard.figures): downsampling, smoothing, CSV, data shaping."""
 
 from __future__ import annotations
 
@@ -6,13 +6,16 @@ import io
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
-from diagnostics import figures as F
+from dashboard import figures as F
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 # --------------------------------------------------------------------- downsampling
@@ -317,7 +320,9 @@ def test_every_indicator_is_explained():
 
 def test_figures_import_neither_streamlit_nor_torch():
     code = (
-        "import sys, diagnostics.figures; print('streamlit' in sys.modules, 'torch' in sys.modules)"
+        "import sys, dashboard.figures; print('streamlit' in sys.modules, 'torch' in sys.modules)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO
+    )
     assert out.stdout.split() == ["False", "False"]

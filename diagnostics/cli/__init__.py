@@ -20,7 +20,7 @@ from diagnostics.cli.base import COMMANDS, CLIError, command, default_root
 __all__ = ["CLIError", "build_parser", "command", "default_root", "main"]
 
 #: the subcommands of this package, in the order ``infoscope --help`` lists them
-BUILTIN = ("runs", "dashboard", "export", "reproduce", "analyze")
+BUILTIN = ("runs", "export", "reproduce", "analyze")
 
 
 def _load_commands() -> None:

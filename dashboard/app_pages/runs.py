@@ -5,10 +5,11 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from app_pages import common as C
+from dashboard import data as D
+from dashboard import view as V
 
 st.title("Runs")
-base = C.root()
+base = D.root()
 if not base.is_dir():
     st.error(
         f"The runs folder **{base}** does not exist. Start the dashboard on a folder of runs: "
@@ -16,9 +17,9 @@ if not base.is_dir():
     )
     st.stop()
 
-table = C.run_summaries(str(base))
+table = D.run_summaries(str(base))
 if table.empty:
-    C.no_runs_message(base)
+    V.no_runs_message(base)
     st.stop()
 
 STATUS = {
@@ -77,7 +78,7 @@ st.download_button(
 for _, row in table[table["error"].notna()].iterrows():
     st.error(f"**{row['run']}** cannot be read: {row['error']}", icon=":material/error:")
 
-runs = C.selected_runs()
+runs = D.selected_runs()
 if not runs:
     st.info("Pick one or more runs in the sidebar to see their details.")
     st.stop()
@@ -90,7 +91,7 @@ for run in runs:
     with st.expander(
         f"**{run.rel}** — {meta.get('name', run.rel)} · {run.status}", expanded=len(runs) == 1
     ):
-        metrics = C.metric_names(run)
+        metrics = D.metric_names(run)
         c1, c2, c3 = st.columns(3)
         c1.metric("status", run.status)
         row = table[table["run"] == run.rel]

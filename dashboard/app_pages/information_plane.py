@@ -5,14 +5,15 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from app_pages import common as C
-from diagnostics import figures as F
+from dashboard import data as D
+from dashboard import figures as F
+from dashboard import view as V
 
 st.title("Information plane")
-runs = C.require_runs()
-S = C.settings()
+runs = V.require_runs()
+S = V.settings()
 
-estimators_by_run = {r.rel: F.info_plane_estimators(C.metric_names(r)) for r in runs}
+estimators_by_run = {r.rel: F.info_plane_estimators(D.metric_names(r)) for r in runs}
 estimators = sorted({e for es in estimators_by_run.values() for e in es})
 if not estimators:
     st.info(
@@ -21,8 +22,8 @@ if not estimators:
         "with the information-plane probe, or `RunWriter.log(step, {...}, layer=name)`.",
         icon=":material/scatter_plot:",
     )
-    C.suggest_runs(lambda names: bool(F.info_plane_estimators(names)), "an information plane")
-    C.stop_until_new_rows(runs)
+    V.suggest_runs(lambda names: bool(F.info_plane_estimators(names)), "an information plane")
+    V.stop_until_new_rows(runs)
 
 c1, c2, c3 = st.columns([2, 3, 1])
 est = c1.selectbox(
@@ -30,7 +31,7 @@ est = c1.selectbox(
     estimators,
     key="ip_est",
     help="Mutual-information estimator the run logged (several can be recorded).",
-    **C.URL,
+    **V.URL,
 )
 with_est = [r for r in runs if est in estimators_by_run[r.rel]]
 for r in runs:
@@ -40,19 +41,19 @@ metrics = [f"info_plane/{est}/I_XT", f"info_plane/{est}/I_TY"]
 
 
 def rows() -> dict[str, pd.DataFrame]:
-    return {r.rel: C.scalars(r, metrics) for r in with_est}
+    return {r.rel: D.scalars(r, metrics) for r in with_est}
 
 
 raw = rows()
 steps = sorted({int(s) for df in raw.values() for s in df["step"].unique()})
-layers = list(dict.fromkeys(lay for df in raw.values() for lay in C.with_layer_order(df)))
+layers = list(dict.fromkeys(lay for df in raw.values() for lay in D.with_layer_order(df)))
 picked = st.multiselect(
     "Layers",
     layers,
-    default=C.evenly_spaced(layers, 10),
+    default=V.evenly_spaced(layers, 10),
     key="ip_layers",
     help="Trajectories drawn (at most 10 evenly spaced layers by default).",
-    **C.URL,
+    **V.URL,
 )
 upto = c2.select_slider(
     "Show steps up to",
@@ -60,20 +61,20 @@ upto = c2.select_slider(
     value="latest",
     key="ip_upto",
     help="'latest' follows a live run.",
-    **C.URL,
+    **V.URL,
 )
-animate = c3.toggle("Animate", False, key="ip_anim", help="Play the trajectories.", **C.URL)
+animate = c3.toggle("Animate", False, key="ip_anim", help="Play the trajectories.", **V.URL)
 points = c3.selectbox(
     "Points per trajectory",
     [30, 60, 120, 250, 500, 1000],
     index=1,
     key="ip_pts",
     help="Long trajectories are strided down to this many points (markers are slow to draw).",
-    **C.URL,
+    **V.URL,
 )
 
 
-@st.fragment(run_every=C.run_every(with_est))
+@st.fragment(run_every=V.run_every(with_est))
 def draw() -> None:
     data = {}
     for k, v in rows().items():
@@ -86,11 +87,11 @@ def draw() -> None:
     if animate and not anim:
         st.caption("Too many points to animate; showing the static picture.")
     fig = F.info_plane_figure(data, unit=S["unit"], max_points=points, animate=anim)
-    C.live_caption(with_est)
+    V.live_caption(with_est)
     frame = pd.concat([v.assign(run=k) for k, v in data.items()], ignore_index=True)
     if not frame.empty:
         frame = frame[["run", "layer", "step", "I_XT", "I_TY"]]
-    C.chart(fig, frame, key="ip_chart", file_name=f"information_plane_{est}_{S['unit']}.csv")
+    V.chart(fig, frame, key="ip_chart", file_name=f"information_plane_{est}_{S['unit']}.csv")
     st.caption(
         f"Each line is one layer's trajectory (at most {points} points each, evenly "
         "strided; the CSV holds all); marker colour is the training step. "

@@ -5,20 +5,21 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from app_pages import common as C
-from diagnostics import figures as F
+from dashboard import data as D
+from dashboard import figures as F
+from dashboard import view as V
 
 WHOLE = "(whole model)"
 
 st.title("Compare runs")
-runs = C.require_runs()
-S = C.settings()
+runs = V.require_runs()
+S = V.settings()
 
-names = {r.rel: set(C.metric_names(r)) for r in runs}
+names = {r.rel: set(D.metric_names(r)) for r in runs}
 every = sorted(set().union(*names.values()))
 if not every:
     st.info("The selected runs have no scalar metrics yet.")
-    C.stop_until_new_rows(runs)
+    V.stop_until_new_rows(runs)
 # metrics logged by every selected run first
 common_metrics = [m for m in every if all(m in n for n in names.values())]
 options = common_metrics + [m for m in every if m not in common_metrics]
@@ -29,7 +30,7 @@ metric = c1.selectbox(
     options,
     key="cmp_metric",
     help="Metrics logged by every selected run come first.",
-    **C.URL,
+    **V.URL,
 )
 missing = [r.rel for r in runs if metric not in names[r.rel]]
 if missing:
@@ -41,7 +42,7 @@ def load() -> pd.DataFrame:
     for r in runs:
         if metric not in names[r.rel]:
             continue
-        df = C.scalars(r, [metric])
+        df = D.scalars(r, [metric])
         parts.append(
             pd.DataFrame(
                 {
@@ -60,17 +61,17 @@ def load() -> pd.DataFrame:
 data = load()
 layer_options = list(pd.unique(data["layer"]))
 layer = (
-    c2.selectbox("Layer", layer_options, key="cmp_layer", **C.URL)
+    c2.selectbox("Layer", layer_options, key="cmp_layer", **V.URL)
     if len(layer_options) > 1
     else (layer_options[0] if layer_options else WHOLE)
 )
 
 
-@st.fragment(run_every=C.run_every(runs))
+@st.fragment(run_every=V.run_every(runs))
 def draw() -> None:
     df = load()
     df = df[df["layer"] == layer]
-    C.live_caption(runs)
+    V.live_caption(runs)
     fig = F.line_figure(
         df.assign(series=pd.Categorical(df["run"], categories=[r.rel for r in runs])),
         smoothing=S["smoothing"],
@@ -80,7 +81,7 @@ def draw() -> None:
         y_title=f"{metric}{F.unit_suffix(metric, S['unit'])}",
         title=f"{metric} · {layer}",
     )
-    C.chart(fig, df, key="cmp_chart", file_name=f"compare_{metric.replace('/', '_')}.csv")
+    V.chart(fig, df, key="cmp_chart", file_name=f"compare_{metric.replace('/', '_')}.csv")
     if not df.empty:
         g = df.groupby("run", sort=False)
         last = df.sort_values("step").groupby("run", sort=False).tail(1).set_index("run")

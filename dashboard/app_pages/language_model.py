@@ -6,8 +6,9 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from app_pages import common as C
-from diagnostics import figures as F
+from dashboard import data as D
+from dashboard import figures as F
+from dashboard import view as V
 
 QUANTILES = [f"lm/token_entropy/{q}" for q in ("mean", *F.QUANTILE_COLUMNS)]
 TOPK = ["lm/topk_entropy", "lm/topk_entropy_renorm", "lm/topk_mass", "lm/sum_p2"]
@@ -15,10 +16,10 @@ RL = ["rl/reward", "rl/cov/pos_share", "rl/cov/mean", "rl/fit/a", "rl/fit/b", "r
 ENTROPY_CHOICES = ["lm/token_entropy/mean", "rl/completion_entropy", "rl/answer_entropy"]
 
 st.title("Language model")
-runs = C.require_runs()
-S = C.settings()
+runs = V.require_runs()
+S = V.settings()
 unit = S["unit"]
-names = {r.rel: set(C.metric_names(r)) for r in runs}
+names = {r.rel: set(D.metric_names(r)) for r in runs}
 has = lambda m: any(m in n for n in names.values())  # noqa: E731
 has_attn = any(any(m.startswith("attn/entropy") for m in n) for n in names.values())
 if not (any(has(m) for m in QUANTILES + TOPK + RL) or has_attn):
@@ -29,16 +30,16 @@ if not (any(has(m) for m in QUANTILES + TOPK + RL) or has_attn):
         "(the language-model probes write them).",
         icon=":material/translate:",
     )
-    C.suggest_runs(
+    V.suggest_runs(
         lambda n: any(m.startswith(("lm/", "rl/", "attn/entropy")) for m in n),
         "language-model metrics",
     )
-    C.stop_until_new_rows(runs)
+    V.stop_until_new_rows(runs)
 
 attn_runs = [r for r in runs if any(m.startswith("attn/entropy/h") for m in names[r.rel])]
 c1, c2, c3 = st.columns(3)
 attn_run = (
-    c1.selectbox("Attention of run", [r.rel for r in attn_runs], key="lm_attn_run", **C.URL)
+    c1.selectbox("Attention of run", [r.rel for r in attn_runs], key="lm_attn_run", **V.URL)
     if len(attn_runs) > 1
     else (attn_runs[0].rel if attn_runs else None)
 )
@@ -47,10 +48,10 @@ attn_norm = c2.toggle(
     False,
     key="lm_attn_norm",
     help="Entropy divided by its maximum log(i + 1) for causal rows.",
-    **C.URL,
+    **V.URL,
 )
 h_choices = [m for m in ENTROPY_CHOICES if has(m)] or ENTROPY_CHOICES[:1]
-h_metric = c3.selectbox("Entropy for the reward law", h_choices, key="lm_h", **C.URL)
+h_metric = c3.selectbox("Entropy for the reward law", h_choices, key="lm_h", **V.URL)
 
 
 def whole_model(df: pd.DataFrame) -> pd.DataFrame:
@@ -58,7 +59,7 @@ def whole_model(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def tidy(run, metric_list, *, convert=True) -> pd.DataFrame:
-    df = whole_model(C.scalars(run, metric_list))
+    df = whole_model(D.scalars(run, metric_list))
     out = pd.DataFrame(
         {
             "run": run.rel,
@@ -74,9 +75,9 @@ def tidy(run, metric_list, *, convert=True) -> pd.DataFrame:
     return out
 
 
-@st.fragment(run_every=C.run_every(runs))
+@st.fragment(run_every=V.run_every(runs))
 def draw() -> None:
-    C.live_caption(runs)
+    V.live_caption(runs)
     multi = len(runs) > 1
 
     # ---------------------------------------------------------------- token entropy
@@ -95,7 +96,7 @@ def draw() -> None:
         fig = F.quantile_band_figure(
             bands, log_x=S["log_x"], max_points=S["max_points"], y_title=f"token entropy ({unit})"
         )
-        C.chart(
+        V.chart(
             fig,
             pd.concat(band_rows, ignore_index=True),
             key="lm_bands",
@@ -106,7 +107,7 @@ def draw() -> None:
 
     any_hist = False
     for r in runs:
-        dists = C.distributions(r, "lm/token_entropy")
+        dists = D.distributions(r, "lm/token_entropy")
         if dists.empty:
             continue
         any_hist = True
@@ -126,7 +127,7 @@ def draw() -> None:
             .reset_index()
             .melt(id_vars="entropy", var_name="step", value_name="share")
         )
-        C.chart(fig, long, key=f"lm_hist_{r.rel}", file_name="token_entropy_distribution.csv")
+        V.chart(fig, long, key=f"lm_hist_{r.rel}", file_name="token_entropy_distribution.csv")
     if not any_hist:
         st.caption("No `lm/token_entropy` histograms logged (`RunWriter.log_distribution`).")
 
@@ -158,7 +159,7 @@ def draw() -> None:
                 legend_below=True,
             )
             with col:
-                C.chart(
+                V.chart(
                     fig,
                     part.drop(columns="series"),
                     key=f"lm_topk_{group[0]}",
@@ -176,13 +177,13 @@ def draw() -> None:
         if not wanted:
             st.caption(f"`{run.rel}` has no `{prefix}*` metrics.")
         else:
-            heads = F.attention_frame(C.scalars(run, wanted), normalized=attn_norm)
+            heads = F.attention_frame(D.scalars(run, wanted), normalized=attn_norm)
             z_title = "normalised entropy" if attn_norm else f"entropy ({unit})"
             if not attn_norm:
                 heads["value"] = F.convert_units(heads["value"].to_numpy(), "attn/entropy", unit)
             fig = F.attention_heatmap_figure(heads, z_title=z_title)
             st.markdown(f"**{run.rel}** — layer × head (slider: step)")
-            C.chart(fig, heads, key="lm_attn", file_name="attention_entropy_heads.csv")
+            V.chart(fig, heads, key="lm_attn", file_name="attention_entropy_heads.csv")
             mean = (
                 heads.groupby(["layer", "step"], observed=True, sort=False)["value"]
                 .mean()
@@ -194,7 +195,7 @@ def draw() -> None:
             )
             fig = F.heatmap_figure(mean, z_title="mean over heads", log_x=S["log_x"], height=None)
             st.markdown("Mean over heads, layer × step")
-            C.chart(fig, mean, key="lm_attn_steps", file_name="attention_entropy_layers.csv")
+            V.chart(fig, mean, key="lm_attn_steps", file_name="attention_entropy_layers.csv")
 
     # ----------------------------------------------------------- entropy vs reward
     st.subheader("Entropy vs reward")
@@ -221,7 +222,7 @@ def draw() -> None:
         fig = F.entropy_reward_figure(pairs, fit=fit, unit=unit)
         if multi:
             st.markdown(f"**{r.rel}**")
-        C.chart(fig, pairs, key=f"lm_er_{r.rel}", file_name="entropy_reward.csv")
+        V.chart(fig, pairs, key=f"lm_er_{r.rel}", file_name="entropy_reward.csv")
         shown = True
     if not shown:
         st.caption("Needs `rl/reward` and an entropy metric logged at the same steps.")
@@ -246,7 +247,7 @@ def draw() -> None:
             y_title="share of tokens with positive covariance / mean covariance",
             height=320,
         )
-        C.chart(fig, cov.drop(columns="series"), key="lm_cov", file_name="covariance.csv")
+        V.chart(fig, cov.drop(columns="series"), key="lm_cov", file_name="covariance.csv")
 
 
 draw()

@@ -6,8 +6,9 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from app_pages import common as C
-from diagnostics import figures as F
+from dashboard import data as D
+from dashboard import figures as F
+from dashboard import view as V
 
 KNOWN = [
     "repr/dse",
@@ -36,10 +37,10 @@ LABELS = {
 }
 
 st.title("Representations")
-runs = C.require_runs()
-S = C.settings()
+runs = V.require_runs()
+S = V.settings()
 
-present = sorted({m for r in runs for m in C.metric_names(r) if m.startswith(PREFIXES)})
+present = sorted({m for r in runs for m in D.metric_names(r) if m.startswith(PREFIXES)})
 options = [m for m in KNOWN if m in present] + [m for m in present if m not in KNOWN]
 if not options:
     st.info(
@@ -48,7 +49,7 @@ if not options:
         "per layer (the spectral and activation probes write them).",
         icon=":material/stacked_line_chart:",
     )
-    C.stop_until_new_rows(runs)
+    V.stop_until_new_rows(runs)
 
 c1, c2 = st.columns([2, 1])
 metric = c1.selectbox(
@@ -56,7 +57,7 @@ metric = c1.selectbox(
     options,
     key="rep_metric",
     help="; ".join(f"{m}: {d}" for m, d in LABELS.items()),
-    **C.URL,
+    **V.URL,
 )
 view = c2.segmented_control(
     "View",
@@ -64,14 +65,14 @@ view = c2.segmented_control(
     default="Overview",
     required=True,
     key="rep_view",
-    **C.URL,
+    **V.URL,
 )
 
 
 def load() -> pd.DataFrame:
     parts = []
     for r in runs:
-        df = C.scalars(r, [metric])
+        df = D.scalars(r, [metric])
         df = df[df["layer"].notna()]
         if df.empty:
             continue
@@ -94,14 +95,14 @@ data = load()
 layers = list(pd.unique(data["layer"])) if not data.empty else []
 if not layers:
     st.info(f"No per-layer `{metric}` rows in the selected runs.")
-    C.stop_until_new_rows(runs)
+    V.stop_until_new_rows(runs)
 picked = st.multiselect(
     "Layers",
     layers,
-    default=C.evenly_spaced(layers, 8),
+    default=V.evenly_spaced(layers, 8),
     key="rep_layers",
     help="Layers drawn as lines and small multiples (the heatmap shows all).",
-    **C.URL,
+    **V.URL,
 )
 y_title = f"{metric}{F.unit_suffix(metric, S['unit'])}"
 if metric in LABELS:
@@ -111,10 +112,10 @@ if metric in LABELS:
     )
 
 
-@st.fragment(run_every=C.run_every(runs))
+@st.fragment(run_every=V.run_every(runs))
 def draw() -> None:
     df = load()
-    C.live_caption(runs)
+    V.live_caption(runs)
     sel = df[df["layer"].isin(picked)]
     multi = len(runs) > 1
     if view == "Overview":
@@ -131,7 +132,7 @@ def draw() -> None:
             max_points=S["max_points"],
             y_title=y_title,
         )
-        C.chart(fig, sel, key="rep_lines", file_name=f"{metric.replace('/', '_')}_lines.csv")
+        V.chart(fig, sel, key="rep_lines", file_name=f"{metric.replace('/', '_')}_lines.csv")
         st.subheader("Layer × step")
         for r in runs:
             part = df[df["run"] == r.rel]
@@ -140,7 +141,7 @@ def draw() -> None:
             heat = F.heatmap_figure(
                 part, title=r.rel if multi else None, z_title=y_title, log_x=S["log_x"]
             )
-            C.chart(
+            V.chart(
                 heat,
                 part,
                 key=f"rep_heat_{r.rel}",
@@ -155,7 +156,7 @@ def draw() -> None:
             max_points=max(100, S["max_points"] // 4),
             y_title=y_title,
         )
-        C.chart(fig, sel, key="rep_multiples", file_name=f"{metric.replace('/', '_')}_layers.csv")
+        V.chart(fig, sel, key="rep_multiples", file_name=f"{metric.replace('/', '_')}_layers.csv")
 
 
 draw()

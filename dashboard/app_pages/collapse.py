@@ -8,19 +8,20 @@ import fnmatch
 import pandas as pd
 import streamlit as st
 
-from app_pages import common as C
-from diagnostics import figures as F
+from dashboard import data as D
+from dashboard import figures as F
+from dashboard import view as V
 from diagnostics import schema
 
 BADGE = {"ok": ":green[● ok]", "warning": ":orange[▲ warning]", "collapsed": ":red[✖ collapsed]"}
 
 st.title("Collapse indicators")
-runs = C.require_runs()
-S = C.settings()
+runs = V.require_runs()
+S = V.settings()
 
 
 def all_alerts() -> pd.DataFrame:
-    parts = [C.alerts(r).assign(run=r.rel) for r in runs]
+    parts = [D.alerts(r).assign(run=r.rel) for r in runs]
     parts = [p for p in parts if not p.empty]
     if not parts:
         return pd.DataFrame(
@@ -46,7 +47,7 @@ indicators = list(schema.INDICATORS) + sorted(set(alerts["indicator"]) - set(sch
 def series_metric(run, alert) -> str | None:
     """The metric that shows ``alert``: the evidence's ``metric`` if it names one, else
     the indicator's usual series."""
-    names = C.metric_names(run)
+    names = D.metric_names(run)
     ev = alert["evidence"] if isinstance(alert["evidence"], dict) else {}
     if isinstance(ev.get("metric"), str) and ev["metric"] in names:
         return ev["metric"]
@@ -58,10 +59,10 @@ def series_metric(run, alert) -> str | None:
     return None
 
 
-@st.fragment(run_every=C.run_every(runs))
+@st.fragment(run_every=V.run_every(runs))
 def draw() -> None:
     al = all_alerts()
-    C.live_caption(runs)
+    V.live_caption(runs)
     status = F.indicator_status(al, indicators)
     cols = st.columns(3)
     for i, row in status.iterrows():
@@ -84,8 +85,8 @@ def draw() -> None:
     else:
         fig = F.alert_timeline_figure(al, log_x=S["log_x"])
         table = al[["run", "step", "indicator", "severity", "layer", "message", "evidence"]].copy()
-        table["evidence"] = [C.short_json(e).replace("\n", " ") for e in table["evidence"]]
-        C.chart(fig, table, key="col_timeline", file_name="alerts.csv")
+        table["evidence"] = [V.short_json(e).replace("\n", " ") for e in table["evidence"]]
+        V.chart(fig, table, key="col_timeline", file_name="alerts.csv")
 
 
 draw()
@@ -105,7 +106,7 @@ if not alerts.empty:
         list(labels),
         key="col_alert",
         help="Most severe and most recent first.",
-        **C.URL,
+        **V.URL,
     )
     a = alerts.loc[labels[pick]]
     run = next(r for r in runs if r.rel == a["run"])
@@ -115,7 +116,7 @@ if not alerts.empty:
         if metric is None:
             st.caption("No logged series matches this indicator.")
         else:
-            df = C.scalars(run, [metric])
+            df = D.scalars(run, [metric])
             layer = a["layer"] if isinstance(a["layer"], str) else None
             if df["layer"].notna().any():
                 df = df[df["layer"].notna()]
@@ -146,7 +147,7 @@ if not alerts.empty:
                 marks=marks,
                 title=f"{metric} — {run.rel}",
             )
-            C.chart(fig, frame, key="col_series", file_name=f"{a['indicator']}_series.csv")
+            V.chart(fig, frame, key="col_series", file_name=f"{a['indicator']}_series.csv")
     with c2:
         st.markdown(f"**{a['message']}**")
         info = F.INDICATOR_INFO.get(a["indicator"], {})
@@ -157,11 +158,11 @@ if not alerts.empty:
 
 failures = []
 for r in runs:
-    ev = C.events(r)
+    ev = D.events(r)
     if not ev.empty:
         failures.append(ev.assign(run=r.rel))
 if failures:
     st.subheader("Events")
     ev = pd.concat(failures, ignore_index=True)
-    ev["detail"] = [C.short_json(d).replace("\n", " ") for d in ev["detail"]]
+    ev["detail"] = [V.short_json(d).replace("\n", " ") for d in ev["detail"]]
     st.dataframe(ev[["run", "step", "kind", "source", "message", "detail"]], hide_index=True)

@@ -1,13 +1,17 @@
-"""`infoscope dashboard`: start the Streamlit dashboard on a runs folder."""
+"""`infoscope dashboard`: start the Streamlit dashboard on a runs folder.
+
+A plugin command: the CLI imports this module through the ``infoscope.commands`` entry
+point (see pyproject.toml), so that ``diagnostics`` never imports the dashboard.
+"""
 
 from __future__ import annotations
 
 import argparse
 import subprocess
-import sys
 from pathlib import Path
 
-from diagnostics.cli.base import CLIError, Handler, command, default_root, repo_root
+from dashboard.serve import server_env, streamlit_command
+from diagnostics.cli.base import CLIError, Handler, command, default_root
 
 
 @command("dashboard", help="open the dashboard (Streamlit) on a runs folder")
@@ -25,25 +29,13 @@ def _dashboard(p: argparse.ArgumentParser) -> Handler:
         root = (args.root or default_root()).resolve()
         if not root.is_dir():
             raise CLIError(f"root: expected a folder of runs, got {root} (not a folder)")
-        app = repo_root() / "app.py"
-        if not app.is_file():
-            raise CLIError(
-                f"the dashboard app was not found at {app}; install infoscope from a source "
-                "checkout (pip install -e .) or run `streamlit run app.py` in the repository"
-            )
-        cmd = [
-            sys.executable, "-m", "streamlit", "run", str(app),
-            "--server.address", args.host,
-            "--server.port", str(args.port),
-            "--browser.gatherUsageStats", "false",
-            "--", "--root", str(root),
-        ]  # fmt: skip
+        cmd = streamlit_command(root, host=args.host, port=args.port)
         if args.dry_run:
             print(" ".join(cmd))
             return 0
         print(f"infoscope dashboard on http://{args.host}:{args.port} (runs: {root})", flush=True)
         try:
-            return subprocess.call(cmd)
+            return subprocess.call(cmd, env=server_env())
         except KeyboardInterrupt:
             return 0
 

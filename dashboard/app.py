@@ -1,0 +1,112 @@
+"""The infoscope dashboard's Streamlit entry point: page set-up, the shared sidebar and the
+navigation between the pages in ``dashboard/app_pages/``.
+
+Run this file (``infoscope dashboard [ROOT]`` does: ``streamlit run .../dashboard/app.py --
+--root ROOT``), or the checkout's top-level ``app.py``, which calls :func:`main`. Reads run
+logs below its root folder only (``--root``, else ``$INFOSCOPE_ROOT``, else
+``sample_runs/``) and never imports torch. Every view setting is bound to the URL, so a
+view can be shared by copying the address.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from dashboard import data, view
+
+#: The page scripts. st.Page gets absolute paths, so they resolve whichever file
+#: Streamlit was started on (this one or the checkout's ``app.py``).
+PAGES_DIR = Path(__file__).resolve().parent / "app_pages"
+#: (script, title, icon, URL path) per page in sidebar order; the first is the default
+#: page. URL paths are part of shared links: keep them.
+PAGES = (
+    ("runs.py", "Runs", ":material/list:", None),
+    ("information_plane.py", "Information plane", ":material/scatter_plot:", "information-plane"),
+    ("representations.py", "Representations", ":material/stacked_line_chart:", "representations"),
+    ("language_model.py", "Language model", ":material/translate:", "language-model"),
+    ("collapse.py", "Collapse", ":material/warning:", "collapse"),
+    ("compare.py", "Compare", ":material/compare_arrows:", "compare"),
+)
+
+
+def pages() -> list:
+    """The dashboard's pages as st.Page objects (inside a script run only)."""
+    return [
+        st.Page(PAGES_DIR / script, title=title, icon=icon, url_path=url, default=i == 0)
+        for i, (script, title, icon, url) in enumerate(PAGES)
+    ]
+
+
+def sidebar() -> None:
+    """Run selection and the display settings every page reads (:func:`view.settings`)."""
+    base = data.root()
+    rels = data.run_list(str(base)) if base.is_dir() else []
+    with st.sidebar:
+        st.caption(f"Runs folder: `{base}`")
+        if rels:
+            st.multiselect(
+                "Runs",
+                rels,
+                default=data.default_runs(base, rels),
+                key="run",
+                placeholder="Pick runs",
+                help="Runs below the runs folder. Several runs are shown side by side.",
+                **view.URL,
+            )
+        else:
+            st.session_state["run"] = []
+        st.segmented_control(
+            "Units",
+            ["bits", "nats"],
+            default="bits",
+            required=True,
+            key="unit",
+            help="Information quantities are logged in nats; bits divide by ln 2.",
+            **view.URL,
+        )
+        st.slider(
+            "Smoothing",
+            0.0,
+            0.99,
+            0.0,
+            0.01,
+            key="smooth",
+            help="Exponential moving average (TensorBoard's, debiased); the raw curve stays "
+            "faint underneath.",
+            **view.URL,
+        )
+        c1, c2 = st.columns(2)
+        c1.toggle("log x", False, key="logx", **view.URL)
+        c2.toggle("log y", False, key="logy", **view.URL)
+        st.select_slider(
+            "Points per line",
+            options=[250, 500, 1000, 2000, 5000],
+            value=1000,
+            key="pts",
+            help="Long series are downsampled for drawing, keeping each bucket's min and "
+            "max so spikes stay visible. CSV downloads hold every point.",
+            **view.URL,
+        )
+        c3, c4 = st.columns([3, 2])
+        c3.toggle("Live refresh", True, key="live", help="Re-read running runs.", **view.URL)
+        c4.selectbox(
+            "every (s)",
+            [1, 2, 5, 10, 30],
+            index=1,
+            key="every",
+            label_visibility="collapsed",
+            **view.URL,
+        )
+
+
+def main() -> None:
+    """One run of the app script: set up the page, draw the sidebar, run the chosen page."""
+    st.set_page_config(page_title="infoscope", page_icon=":material/insights:", layout="wide")
+    sidebar()
+    st.navigation(pages()).run()
+
+
+if __name__ == "__main__":  # Streamlit runs this file as __main__
+    main()

@@ -1,0 +1,217 @@
+"""The information plane: I(X;T) against I(T;Y) per layer over training, from run-log rows
+to a side-by-side (one panel per run) figure with an optional growth animation."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from dashboard.figures.common import (
+    LN2,
+    empty_figure,
+    rgba,
+    series_color,
+    series_order,
+    step_color,
+)
+
+
+def info_plane_estimators(metrics: Iterable[str]) -> list[str]:
+    """Estimators that logged both ``info_plane/{est}/I_XT`` and ``.../I_TY``."""
+    metrics = set(metrics)
+    out = []
+    for m in sorted(metrics):
+        parts = m.split("/")
+        if len(parts) == 3 and parts[0] == "info_plane" and parts[2] == "I_XT":
+            if f"info_plane/{parts[1]}/I_TY" in metrics:
+                out.append(parts[1])
+    return out
+
+
+def info_plane_frame(scalars: pd.DataFrame, estimator: str, *, unit: str = "bits") -> pd.DataFrame:
+    """Wide frame ``layer, step, I_XT, I_TY`` from run-log scalar rows.
+
+    ``scalars``: rows of a run's scalar table (``step, metric, layer, value``); only
+    ``info_plane/{estimator}/I_XT`` and ``I_TY`` rows are used. Values converted to
+    ``unit``. Layers keep their logged order; rows with only one of the two are dropped.
+    """
+    xt, ty = f"info_plane/{estimator}/I_XT", f"info_plane/{estimator}/I_TY"
+    sub = scalars[scalars["metric"].isin([xt, ty]) & scalars["layer"].notna()]
+    if sub.empty:
+        return pd.DataFrame(columns=["layer", "step", "I_XT", "I_TY"])
+    layers = series_order(sub["layer"])
+    wide = sub.pivot_table(
+        index=["layer", "step"], columns="metric", values="value", aggfunc="last", observed=True
+    )
+    wide = wide.reindex(columns=[xt, ty]).dropna(how="any").reset_index()
+    wide.columns = ["layer", "step", "I_XT", "I_TY"]
+    scale = 1 / LN2 if unit == "bits" else 1.0
+    wide["I_XT"] *= scale
+    wide["I_TY"] *= scale
+    wide["layer"] = pd.Categorical(wide["layer"].astype(object), categories=layers)
+    return wide.sort_values(["layer", "step"], kind="stable").reset_index(drop=True)
+
+
+def info_plane_figure(
+    panels: Mapping[str, pd.DataFrame],
+    *,
+    unit: str = "bits",
+    max_points: int = 60,
+    animate: bool = False,
+    max_frames: int = 40,
+    height: int = 520,
+) -> go.Figure:
+    """The information plane: I(X;T) (x) against I(T;Y) (y), one trajectory per layer.
+
+    ``panels``: panel title (a run) -> frame from :func:`info_plane_frame`. One subplot
+    per panel side by side with shared axes (e.g. tanh vs ReLU). Lines are coloured per
+    layer; markers by step (log-scaled colour, one colour bar). Each trajectory is strided
+    down to ``max_points`` points (first and last kept; SVG markers are what a browser
+    draws slowest, about 0.2 ms each). ``animate`` adds a play button
+    and a step slider that grow the trajectories (at most ``max_frames`` frames).
+    """
+    panels = {k: v for k, v in panels.items()}
+    if not panels or all(v.empty for v in panels.values()):
+        return empty_figure("no information-plane data")
+    n = len(panels)
+    cols = min(n, 3)
+    rows = -(-n // cols)
+    fig = make_subplots(
+        rows=rows,
+        cols=cols,
+        subplot_titles=list(panels),
+        shared_xaxes="all",
+        shared_yaxes="all",
+        horizontal_spacing=0.04,
+        vertical_spacing=0.12,
+    )
+    all_steps = np.concatenate([v["step"].to_numpy() for v in panels.values() if not v.empty])
+    cmin, cmax = step_color(np.array([all_steps.min(), all_steps.max()]))
+    layer_index: dict[str, int] = {}
+    traces_meta = []  # (layer, steps, x, y) per trace, for the animation frames
+    traces, rows_of, cols_of = [], [], []
+    for p, (title, df) in enumerate(panels.items()):
+        if df.empty:
+            continue
+        order = series_order(df["layer"])
+        codes = pd.Categorical(df["layer"].astype(object), categories=order).codes
+        sort = np.lexsort((df["step"].to_numpy(), codes))
+        codes = codes[sort]
+        all_s = df["step"].to_numpy()[sort]
+        all_x = df["I_XT"].to_numpy(dtype=np.float64)[sort]
+        all_y = df["I_TY"].to_numpy(dtype=np.float64)[sort]
+        bounds = np.searchsorted(codes, np.arange(len(order) + 1))
+        for k, layer in enumerate(order):
+            a, b = bounds[k], bounds[k + 1]
+            if b <= a:
+                continue
+            keep = np.arange(a, b)
+            if b - a > max_points:
+                keep = a + np.unique(np.linspace(0, b - a - 1, max_points).round().astype(int))
+            steps, xs, ys = all_s[keep], all_x[keep], all_y[keep]
+            new_layer = str(layer) not in layer_index
+            li = layer_index.setdefault(str(layer), len(layer_index))
+            traces.append(
+                go.Scatter(
+                    x=xs,
+                    y=ys,
+                    customdata=steps,
+                    mode="lines+markers",
+                    name=str(layer),
+                    legendgroup=str(layer),
+                    showlegend=new_layer,
+                    line=dict(color=rgba(series_color(li), 0.55), width=1.5),
+                    marker=dict(color=step_color(steps), coloraxis="coloraxis", size=7),
+                    hovertemplate=f"<b>{title}</b> · {layer}<br>step %{{customdata}}"
+                    f"<br>I(X;T) %{{x:.6g}} {unit}<br>I(T;Y) %{{y:.6g}} {unit}<extra></extra>",
+                )
+            )
+            rows_of.append(p // cols + 1)
+            cols_of.append(p % cols + 1)
+            traces_meta.append((str(layer), steps, xs, ys))
+    fig.add_traces(traces, rows=rows_of, cols=cols_of)
+    lo, hi = int(all_steps.min()), int(all_steps.max())
+    decades = [d for d in range(0, int(math.log10(max(hi, 1))) + 2) if lo <= 10**d <= hi * 10]
+    tickvals = [math.log10(10**d + 1) for d in decades]
+    fig.update_layout(
+        coloraxis=dict(
+            colorscale="Viridis",
+            cmin=float(cmin),
+            cmax=float(cmax) if cmax > cmin else float(cmin) + 1,
+            colorbar=dict(
+                title="step", tickvals=tickvals, ticktext=[f"{10**d:g}" for d in decades]
+            ),
+        ),
+        height=height if rows == 1 else height * 0.8 * rows,
+        margin=dict(l=10, r=10, t=50, b=10),
+        legend=dict(title="layer", orientation="h", y=-0.12),
+        hovermode="closest",
+    )
+    fig.update_xaxes(title=f"I(X;T) ({unit})")
+    fig.update_yaxes(title=f"I(T;Y) ({unit})")
+    if animate and traces_meta:
+        _add_growth_frames(fig, traces_meta, np.unique(all_steps), max_frames)
+    return fig
+
+
+def _add_growth_frames(fig: go.Figure, traces_meta, steps: np.ndarray, max_frames: int) -> None:
+    if len(steps) > max_frames:
+        steps = steps[np.unique(np.linspace(0, len(steps) - 1, max_frames).round().astype(int))]
+    frames = []
+    for s in steps:
+        data = []
+        for _, st, xs, ys in traces_meta:
+            upto = st <= s
+            data.append(
+                go.Scatter(
+                    x=xs[upto],
+                    y=ys[upto],
+                    customdata=st[upto],
+                    marker=dict(color=step_color(st[upto])),
+                )
+            )
+        frames.append(go.Frame(data=data, name=str(int(s))))
+    fig.frames = frames
+    fig.update_layout(
+        updatemenus=[
+            dict(
+                type="buttons",
+                showactive=False,
+                x=0,
+                y=1.12,
+                xanchor="left",
+                buttons=[
+                    dict(
+                        label="▶ play",
+                        method="animate",
+                        args=[None, dict(frame=dict(duration=150, redraw=True), fromcurrent=False)],
+                    ),
+                    dict(
+                        label="❚❚",
+                        method="animate",
+                        args=[[None], dict(mode="immediate", frame=dict(duration=0))],
+                    ),
+                ],
+            )
+        ],
+        sliders=[
+            dict(
+                currentvalue=dict(prefix="step ≤ "),
+                pad=dict(t=40),
+                steps=[
+                    dict(
+                        label=str(int(s)),
+                        method="animate",
+                        args=[[str(int(s))], dict(mode="immediate", frame=dict(duration=0))],
+                    )
+                    for s in steps
+                ],
+                active=len(steps) - 1,
+            )
+        ],
+    )

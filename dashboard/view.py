@@ -1,0 +1,175 @@
+"""What the dashboard's pages share besides data: view settings bound to the URL, empty
+states that say what to do, charts with a CSV download, and live-refresh helpers."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from dashboard import figures as F
+from dashboard.data import Run, metric_names, probe_run, root, run_list, selected_runs
+from diagnostics.runlog import RunLogError, open_run
+
+#: Query-parameter binding and session persistence for every view-state widget, so a
+#: URL reproduces the view and a value survives a page switch.
+URL = {"bind": "query-params", "persist_state": "session"}
+
+
+# ------------------------------------------------------------------- runs, empty states
+def show_errors(runs: list[Run]) -> list[Run]:
+    """Print one clear message per unreadable run; return the readable ones."""
+    for r in runs:
+        if not r.ok:
+            st.error(f"**{r.rel}** cannot be shown: {r.error}", icon=":material/error:")
+    return [r for r in runs if r.ok]
+
+
+def require_runs() -> list[Run]:
+    """The readable selected runs, or stop the page with an empty state."""
+    base = root()
+    if not base.is_dir():
+        st.error(
+            f"The runs folder **{base}** does not exist. Start the dashboard on a folder "
+            "of runs: `infoscope dashboard PATH` (or `streamlit run app.py -- --root PATH`)."
+        )
+        st.stop()
+    if not run_list(str(base)):
+        no_runs_message(base)
+        st.stop()
+    runs = selected_runs()
+    if not runs:
+        st.info("Pick one or more runs in the sidebar.", icon=":material/arrow_back:")
+        st.stop()
+    good = show_errors(runs)
+    if not good:
+        st.stop()
+    return good
+
+
+def no_runs_message(base: Path) -> None:
+    """The empty state of a root without runs: how to write one."""
+    st.info(
+        f"No runs below **{base}** yet. A run is a folder holding `run.sqlite`; write one "
+        "from your training loop with\n\n"
+        "```python\nfrom diagnostics import RunWriter\n"
+        f"with RunWriter('{base}/my_run') as w:\n    w.log(step, {{'train/loss': loss}})\n```\n"
+        "or attach the infoscope probes to your model. Runs appear here within seconds.",
+        icon=":material/folder_open:",
+    )
+
+
+# ------------------------------------------------------------------- view controls
+def settings() -> dict:
+    """The sidebar's shared display settings (see :mod:`dashboard.app`)."""
+    s = st.session_state
+    return {
+        "unit": s.get("unit") or "bits",
+        "smoothing": float(s.get("smooth", 0.0) or 0.0),
+        "log_x": bool(s.get("logx", False)),
+        "log_y": bool(s.get("logy", False)),
+        "max_points": int(s.get("pts", 1000) or 1000),
+    }
+
+
+def run_every(runs: list[Run]) -> float | None:
+    """Refresh period for fragments: only when live refresh is on and a run is running."""
+    if not st.session_state.get("live", True):
+        return None
+    if any(r.live for r in runs):
+        return float(st.session_state.get("every", 2) or 2)
+    return None
+
+
+def _select_runs(rels: list[str]) -> None:
+    st.session_state["run"] = rels
+
+
+def suggest_runs(has: Callable[[list[str]], bool], what: str, *, limit: int = 4) -> None:
+    """In an empty state: offer a button that picks the runs below the root whose metrics
+    satisfy ``has`` (e.g. the runs that logged an information plane)."""
+    base = root()
+    picked = set(st.session_state.get("run") or [])
+    found = []
+    for rel in run_list(str(base)):
+        if rel in picked:
+            continue
+        run = probe_run(base, rel)
+        if run.ok and has(metric_names(run)):
+            found.append(rel)
+        if len(found) == limit:
+            break
+    if found:
+        st.button(
+            f"Show the runs with {what}: {', '.join(found)}",
+            on_click=_select_runs,
+            args=(found,),
+            key=f"suggest_{what}",
+            icon=":material/arrow_forward:",
+        )
+
+
+def stop_until_new_rows(runs: list[Run]) -> None:
+    """``st.stop()`` for an empty state; if a selected run is live, first start a small
+    fragment that reruns the whole page as soon as that run has new rows (so a run that
+    has not logged the page's metrics yet fills in by itself)."""
+    every = run_every(runs)
+    if every:
+        seen = {r.rel: r.last_id for r in runs if r.live}
+
+        @st.fragment(run_every=every)
+        def watch() -> None:
+            for r in runs:
+                if r.rel not in seen:
+                    continue
+                try:
+                    with open_run(r.path) as reader:
+                        grew = reader.last_id() != seen[r.rel]
+                except RunLogError:
+                    continue
+                if grew:
+                    st.rerun()
+
+        watch()
+    st.stop()
+
+
+def evenly_spaced(items: list, k: int) -> list:
+    if len(items) <= k:
+        return list(items)
+    idx = np.unique(np.linspace(0, len(items) - 1, k).round().astype(int))
+    return [items[i] for i in idx]
+
+
+def chart(fig, data: pd.DataFrame | None, *, key: str, file_name: str) -> None:
+    """Draw ``fig`` and offer ``data`` (what it shows) as a CSV download."""
+    st.plotly_chart(fig, key=key, config={"displaylogo": False})
+    if data is not None and not data.empty:
+        frame = data.copy()
+        st.download_button(
+            "Download CSV",
+            data=lambda: F.to_csv(frame),
+            file_name=file_name,
+            mime="text/csv",
+            key=f"{key}_csv",
+            on_click="ignore",
+            icon=":material/download:",
+            type="tertiary",
+        )
+
+
+def live_caption(runs: list[Run]) -> None:
+    live = [r.rel for r in runs if r.live]
+    if live and run_every(runs):
+        st.caption(
+            f":green[●] live: {', '.join(live)} — refreshing every "
+            f"{st.session_state.get('every', 2)} s (reads only new rows)"
+        )
+
+
+def short_json(obj) -> str:
+    return json.dumps(obj, indent=2, default=str)
