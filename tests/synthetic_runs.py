@@ -165,7 +165,7 @@ def write_lm_run(path: Path, *, seed: int = 3) -> None:
         w.alert(
             120,
             "token_entropy_collapse",
-            severity="collapsed",
+            severity="critical",
             message="token entropy fell to 12% of its initial value within 120 steps",
             evidence={"metric": "lm/token_entropy/mean", "initial": 2.45, "value": 0.36},
         )

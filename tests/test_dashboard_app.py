@@ -86,7 +86,7 @@ def test_runs_page_lists_every_run_and_explains_unreadable_ones(runs_root, monke
     table = at.dataframe[0].value
     assert set(table["run"]) == {"bad", "foreign", "ib/relu", "ib/tanh", "lm/grpo"}
     assert set(table.loc[table["run"].isin(["bad", "foreign"]), "status"]) == {"unreadable"}
-    assert table.loc[table["run"] == "lm/grpo", "collapsed"].item() == 1
+    assert table.loc[table["run"] == "lm/grpo", "critical"].item() == 1
     errors = "\n".join(e.value for e in at.error)
     assert "foreign" in errors and "no 'meta' table" in errors
     assert "not a database" in errors
@@ -223,13 +223,13 @@ def test_language_model_page(runs_root, monkeypatch):
 def test_collapse_page_cards_timeline_and_triggering_series(runs_root, monkeypatch):
     at = open_page(runs_root, "collapse", monkeypatch, run=["lm/grpo", "ib/tanh"])
     body = texts(at)
-    assert "Token-entropy collapse** &nbsp; :red[✖ collapsed]" in body
+    assert "Token-entropy collapse** &nbsp; :red[✖ critical]" in body
     assert "Rank collapse** &nbsp; :green[● ok]" in body
     assert "Cui et al. 2025" in body and "Zhai et al. 2023" in body
     timeline, series = specs(at)
-    assert set(names(timeline)) == {"info", "warning", "collapsed"}
-    collapsed = next(t for t in timeline["data"] if t["name"] == "collapsed")
-    assert list(collapsed["y"]) == ["token_entropy_collapse"] and list(collapsed["x"]) == [120]
+    assert set(names(timeline)) == {"info", "warning", "critical"}
+    critical = next(t for t in timeline["data"] if t["name"] == "critical")
+    assert list(critical["y"]) == ["token_entropy_collapse"] and list(critical["x"]) == [120]
     # the default alert is the most severe: its series with a marker at its step
     assert names(series) == ["lm/token_entropy/mean"]
     assert any(s["x0"] == 120 for s in series["layout"]["shapes"])

@@ -286,7 +286,7 @@ def test_indicator_status_is_the_worst_severity():
     alerts = pd.DataFrame(
         {
             "indicator": ["rank_collapse", "rank_collapse", "saturation", "compression_onset"],
-            "severity": ["warning", "collapsed", "warning", "info"],
+            "severity": ["warning", "critical", "warning", "info"],
             "step": [10, 20, 5, 7],
             "message": ["m1", "m2", "m3", "m4"],
         }
@@ -296,11 +296,14 @@ def test_indicator_status_is_the_worst_severity():
     )
     got = dict(zip(st["indicator"], st["status"]))
     assert got == {
-        "rank_collapse": "collapsed",
+        "rank_collapse": "critical",
         "saturation": "warning",
-        "compression_onset": "ok",
+        "compression_onset": "info",
         "memorisation": "ok",
     }
+    # a row of a run before 0.2 names the top level "collapsed"
+    old = F.indicator_status(alerts.replace({"critical": "collapsed"}), ["rank_collapse"])
+    assert old["status"].tolist() == ["critical"]
     row = st.set_index("indicator").loc["rank_collapse"]
     assert (row["alerts"], row["first_step"], row["last_step"], row["last_message"]) == (
         2,

@@ -13,7 +13,12 @@ from dashboard import figures as F
 from dashboard import view as V
 from diagnostics import schema
 
-BADGE = {"ok": ":green[● ok]", "warning": ":orange[▲ warning]", "collapsed": ":red[✖ collapsed]"}
+BADGE = {
+    "ok": ":green[● ok]",
+    "info": ":blue[ℹ info]",
+    "warning": ":orange[▲ warning]",
+    "critical": ":red[✖ critical]",
+}
 
 st.title("Collapse indicators")
 runs = V.require_runs()

@@ -42,7 +42,7 @@ show = pd.DataFrame(
         "metrics": table["metrics"],
         "alerts": table["alerts"],
         "warnings": table["warnings"],
-        "collapsed": table["collapsed"],
+        "critical": table["critical"],
         "probe failures": table["failures"],
         "created": table["created"],
     }
@@ -61,7 +61,7 @@ st.dataframe(
         "rows": st.column_config.NumberColumn("rows", format="%d"),
         "alerts": st.column_config.NumberColumn("alerts", format="%d"),
         "warnings": st.column_config.NumberColumn("⚠ warnings", format="%d"),
-        "collapsed": st.column_config.NumberColumn("✖ collapsed", format="%d"),
+        "critical": st.column_config.NumberColumn("✖ critical", format="%d"),
     },
 )
 st.download_button(

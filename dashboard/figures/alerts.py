@@ -11,11 +11,19 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from dashboard.figures.common import axis_type, empty_figure
+from diagnostics import schema
 
-SEVERITY_COLORS = {"info": "#1f77b4", "warning": "#ff7f0e", "collapsed": "#d62728", "ok": "#2ca02c"}
+SEVERITY_COLORS = {"info": "#1f77b4", "warning": "#ff7f0e", "critical": "#d62728", "ok": "#2ca02c"}
 
-
-SEVERITY_RANK = {"ok": 0, "info": 0, "warning": 1, "collapsed": 2}
+#: status -> rank: ``ok`` (nothing), then the alert severities (``info`` < ``warning`` <
+#: ``critical``); rows of runs before 0.2 that say ``collapsed`` are read as ``critical``
+SEVERITY_RANK = {"ok": 0, **schema.SEVERITY_RANK}
+_STATUS = {rank: name for name, rank in SEVERITY_RANK.items()}
+_MARKER = {
+    "info": dict(size=8, symbol="circle"),
+    "warning": dict(size=11, symbol="diamond"),
+    "critical": dict(size=14, symbol="x"),
+}
 
 
 #: What each collapse indicator means, where it comes from, and which logged series
@@ -23,9 +31,10 @@ SEVERITY_RANK = {"ok": 0, "info": 0, "warning": 1, "collapsed": 2}
 INDICATOR_INFO: dict[str, dict[str, object]] = {
     "rank_collapse": {
         "title": "Rank collapse",
-        "text": "The effective rank of a layer's representation has fallen to a small "
-        "fraction of its width: the features span only a few directions (dimensional "
-        "collapse).",
+        "text": "The effective rank of a layer's representation fell far below the rank it "
+        "should keep (about the number of classes minus one for a classifier, whose layers "
+        "narrow toward it on purpose; else its own peak): the features span only a few "
+        "directions (dimensional collapse).",
         "source": "Roy & Vetterli 2007 (effective rank); Garrido et al. 2023 (RankMe).",
         "series": ("repr/effective_rank",),
     },
@@ -79,7 +88,8 @@ INDICATOR_INFO: dict[str, dict[str, object]] = {
     "positive_covariance": {
         "title": "Positive entropy-advantage covariance",
         "text": "Most tokens show positive covariance between log-probability and "
-        "advantage, the term that drives policy entropy down.",
+        "advantage, the term that drives policy entropy down: a warning while token entropy "
+        "is falling, a note while an intervention holds it up.",
         "source": "Cui et al. 2025 (entropy dynamics; Clip-Cov / KL-Cov).",
         "series": ("rl/cov/pos_share", "rl/cov/mean"),
     },
@@ -99,13 +109,20 @@ INDICATOR_INFO: dict[str, dict[str, object]] = {
         "Normalization-Free Large Language Models.",
         "series": ("attn/entropy_norm", "attn/entropy"),
     },
+    "loss_divergence": {
+        "title": "Loss divergence",
+        "text": "The training loss rose far above where it started, or became NaN/inf: the "
+        "optimisation is diverging (learning rate too large, bad initialisation).",
+        "source": "Goodfellow, Bengio & Courville 2016, sec. 8.5 (learning rate and divergence).",
+        "series": ("train/loss",),
+    },
 }
 
 
 def indicator_status(alerts: pd.DataFrame, indicators: Iterable[str]) -> pd.DataFrame:
-    """One row per indicator: ``status`` (``ok``, ``warning``, ``collapsed``: the worst
-    severity raised; ``info`` alerts count as ok), alert count, first and last step with
-    a warning or worse, and the last message.
+    """One row per indicator: ``status`` (``ok``, ``info``, ``warning`` or ``critical``: the
+    worst severity raised), alert count, first and last step with a warning or worse, and
+    the last message.
     """
     rows = []
     for ind in indicators:
@@ -113,10 +130,10 @@ def indicator_status(alerts: pd.DataFrame, indicators: Iterable[str]) -> pd.Data
         if sub is None or sub.empty:
             rows.append((ind, "ok", 0, None, None, ""))
             continue
-        rank = sub["severity"].map(SEVERITY_RANK).fillna(0)
+        rank = sub["severity"].replace(schema.LEGACY_SEVERITIES).map(SEVERITY_RANK).fillna(0)
         worst = int(rank.max())
-        status = {0: "ok", 1: "warning", 2: "collapsed"}[worst]
-        bad = sub[rank >= 1]
+        status = _STATUS[worst]
+        bad = sub[rank >= SEVERITY_RANK["warning"]]
         rows.append(
             (
                 ind,
@@ -144,7 +161,7 @@ def alert_timeline_figure(
     order = [i for i in INDICATOR_INFO if i in set(alerts["indicator"])]
     order += [i for i in pd.unique(alerts["indicator"]) if i not in order]
     fig = go.Figure()
-    for sev in ("info", "warning", "collapsed"):
+    for sev in schema.SEVERITIES:
         sub = alerts[alerts["severity"] == sev]
         if sub.empty:
             continue
@@ -159,8 +176,7 @@ def alert_timeline_figure(
                 name=sev,
                 marker=dict(
                     color=SEVERITY_COLORS[sev],
-                    size={"info": 8, "warning": 11, "collapsed": 14}[sev],
-                    symbol={"info": "circle", "warning": "diamond", "collapsed": "x"}[sev],
+                    **_MARKER[sev],
                     line=dict(width=1, color="white"),
                 ),
                 customdata=np.stack(
