@@ -141,7 +141,11 @@ def test_every_import_follows_the_layers():
     ("where", "code", "expected"),
     [
         ("diagnostics/estimators/bad.py", "from diagnostics.runlog import RunWriter\n", "runlog"),
-        ("diagnostics/estimators/bad.py", "def f():\n    import diagnostics.detectors\n", "detectors"),
+        (
+            "diagnostics/estimators/bad.py",
+            "def f():\n    import diagnostics.detectors\n",
+            "detectors",
+        ),
         ("diagnostics/detectors/bad.py", "import torch\n", "torch"),
         ("diagnostics/runlog/bad.py", "from . import writer\nimport probes\n", "probes"),
         ("dashboard/bad.py", "import torch\n", "torch"),
