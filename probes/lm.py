@@ -107,10 +107,12 @@ from diagnostics.lm import (
     positive_covariance_share,
     token_stats,
 )
+from probes.batch import as_tensor as _as_tensor
 from probes.cadence import Cadence, as_cadence
 from probes.capture import extract_tensor
 from probes.layers import normalize_name
-from probes.monitor import Monitor, _as_tensor, _to_floats
+from probes.monitor import Monitor
+from probes.output import to_floats as _to_floats
 
 __all__ = ["LMMonitor", "QUANTILES", "find_attention_modules", "find_logits_module"]
 
