@@ -38,6 +38,15 @@ def _tensor_items(obj: Any) -> Iterable[torch.Tensor]:
             yield from _tensor_items(v)
 
 
+def _like(original: Mapping, mapped: dict) -> Mapping:
+    """``mapped`` as the mapping type of ``original`` (a tokenizer's ``BatchEncoding``),
+    or the plain dict when that type cannot be built from one."""
+    try:
+        return type(original)(mapped)
+    except Exception:
+        return mapped
+
+
 def batch_size(inputs: Any) -> int:
     """The first axis of the first tensor with one (the probe batch's size)."""
     for t in _tensor_items(inputs):
@@ -53,11 +62,7 @@ def map_batch(inputs: Any, fn: Callable[[torch.Tensor], torch.Tensor], n: int) -
     if isinstance(inputs, torch.Tensor):
         return fn(inputs) if inputs.ndim >= 1 and inputs.shape[0] == n else inputs
     if isinstance(inputs, Mapping):
-        mapped = {k: map_batch(v, fn, n) for k, v in inputs.items()}
-        try:
-            return type(inputs)(mapped)
-        except Exception:
-            return mapped
+        return _like(inputs, {k: map_batch(v, fn, n) for k, v in inputs.items()})
     if isinstance(inputs, tuple):
         return tuple(map_batch(v, fn, n) for v in inputs)
     if isinstance(inputs, list):
@@ -72,11 +77,7 @@ def to_device(inputs: Any, device: torch.device) -> Any:
     if type(inputs).__module__ == "numpy" and hasattr(inputs, "dtype"):  # numpy arrays
         return as_tensor(inputs, "probe_inputs").to(device)
     if isinstance(inputs, Mapping):
-        mapped = {k: to_device(v, device) for k, v in inputs.items()}
-        try:
-            return type(inputs)(mapped)
-        except Exception:
-            return mapped
+        return _like(inputs, {k: to_device(v, device) for k, v in inputs.items()})
     if isinstance(inputs, (tuple, list)):
         return type(inputs)(to_device(v, device) for v in inputs)
     return inputs
