@@ -61,7 +61,6 @@ def _logits_of(output: Any) -> torch.Tensor | None:
 class LMHooks:
     """The LM monitor's hooks (see the module docstring)."""
 
-    # ------------------------------------------------------------------ hooks
     def _lm_attach(self) -> None:
         if self._handles:
             return
