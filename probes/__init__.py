@@ -9,12 +9,22 @@
         monitor.step(step, loss=loss)
     monitor.close()
 
-Modules: :mod:`probes.monitor` (the Monitor), :mod:`probes.layers` (layer names and
-selection), :mod:`probes.capture` (hooks, output extraction, sequence reduction),
-:mod:`probes.cadence`, :mod:`probes.metrics` (the metric registry), :mod:`probes.lm`
-(``LMMonitor``: token, attention and RL entropy of language models),
-:mod:`probes.lightning` and :mod:`probes.hf` (training-framework callbacks; extras
-``infoscope[lightning]`` and ``infoscope[hf]``).
+Modules, by job:
+
+- :mod:`probes.monitor`: the :class:`Monitor`, a facade over the four modules below.
+- :mod:`probes.schedule`: which metric runs when (the metric plan) and the time budget;
+  :mod:`probes.cadence`: the cadences themselves.
+- :mod:`probes.activations`: where a record's activations come from (probe forward,
+  live hooks, gather across ranks), over :mod:`probes.layers` (layer names and
+  selection), :mod:`probes.capture` (hooks, output extraction, sequence reduction),
+  :mod:`probes.batch` (nested input batches) and :mod:`probes.distributed` (DDP).
+- :mod:`probes.record`: one record, calling each due metric with its context.
+- :mod:`probes.output`: the run log, TensorBoard, the collapse detectors, and failure
+  isolation (warn once, ``probe_failure`` events, switching failing metrics off).
+- :mod:`probes.metrics`: the metric registry and the built-in metrics.
+- :mod:`probes.lm`: ``LMMonitor``, token, attention and RL entropy of language models.
+- :mod:`probes.lightning` and :mod:`probes.hf`: training-framework callbacks (extras
+  ``infoscope[lightning]`` and ``infoscope[hf]``).
 """
 
 from __future__ import annotations

@@ -40,9 +40,15 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["Capture", "extract_tensor", "reduce_rows", "REDUCTIONS"]
+__all__ = ["Capture", "extract_tensor", "reduce_rows", "REDUCTIONS", "OutputSelect"]
 
 REDUCTIONS = ("mean", "last", "all", "flatten")
+
+#: What to take from a layer's output: an index, a key/attribute name, a callable, or a
+#: dict ``{layer name: one of these}``; ``None``: the first tensor.
+OutputSelect = (
+    int | str | Callable[[Any], Any] | Mapping[str, int | str | Callable[[Any], Any] | None] | None
+)
 
 _CHANNEL_FIRST = (
     nn.modules.conv._ConvNd,
@@ -182,11 +188,7 @@ class Capture:
         self,
         layers: Mapping[str, nn.Module],
         *,
-        select: int
-        | str
-        | Callable[[Any], Any]
-        | Mapping[str, int | str | Callable[[Any], Any] | None]
-        | None = None,
+        select: OutputSelect = None,
         reduce: str = "mean",
         accumulate: bool = True,
     ) -> None:

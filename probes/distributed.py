@@ -1,4 +1,4 @@
-"""torch.distributed helpers for the monitor (private).
+"""torch.distributed helpers for the monitor (private): sharding, gathers, one broadcast flag.
 
 Under DDP every rank runs the monitor at the same steps. The probe batch is split
 into contiguous shards (rank ``r`` forwards rows ``[start_r, end_r)``), each rank
@@ -15,6 +15,8 @@ the CPU.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 __all__ = [
@@ -23,6 +25,7 @@ __all__ = [
     "all_gather_meta",
     "all_gather_rows",
     "broadcast_flag",
+    "gather_captures",
 ]
 
 
@@ -88,3 +91,68 @@ def broadcast_flag(flag: bool, device: torch.device) -> bool:
     t = t.to(dev)
     dist.broadcast(t, src=0)
     return bool(t.item())
+
+
+def gather_captures(
+    names: list[str],
+    acts: dict[str, tuple[torch.Tensor, torch.Tensor]],
+    errors: dict[str, str],
+    batch: int,
+    local_x: torch.Tensor | None,
+    local_y: torch.Tensor | None,
+    *,
+    rank: int,
+    live: bool,
+    device: torch.device,
+) -> tuple[dict[str, tuple[torch.Tensor, torch.Tensor]], Any, Any]:
+    """All-gather the captured ``{layer: (rows, sample_index)}`` of ``names`` and the live
+    inputs / labels, in rank order. Returns ``(acts, x, y)`` on every rank.
+
+    A first gather of a small table (per layer: captured?, rows, features; then the batch
+    size and the sizes of ``x`` and ``y``) lets every rank agree on the shapes. A layer
+    missing on some rank, or with different feature sizes, is left out and its reason
+    added to ``errors``. In live mode (``live=True``) sample indices are shifted by the
+    batch sizes of the lower ranks, so that they index the concatenated batch.
+    """
+    meta = []
+    for n in names:
+        if n in acts:
+            z, _ = acts[n]
+            meta += [1, z.shape[0], z.shape[1]]
+        else:
+            meta += [0, 0, 0]
+    meta += [batch]
+    meta += [-1 if local_x is None else local_x.shape[0]]
+    meta += [-1 if local_y is None else local_y.shape[0]]
+    table = all_gather_meta(torch.tensor(meta, dtype=torch.int64, device=device))
+    table = table.cpu().tolist()
+    batches = [row[3 * len(names)] for row in table]
+    offset = sum(batches[:rank]) if live else 0
+    out: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    for i, n in enumerate(names):
+        ok = [row[3 * i] for row in table]
+        rows = [row[3 * i + 1] for row in table]
+        dims = {row[3 * i + 2] for row in table}
+        if not all(ok) or len(dims) != 1:
+            if n not in errors:
+                errors[n] = (
+                    "the layer produced no output on some rank"
+                    if not all(ok)
+                    else f"feature sizes differ across ranks: {sorted(dims)}"
+                )
+            continue
+        z, idx = acts[n]
+        gz = all_gather_rows(z, rows)
+        gi = all_gather_rows(idx + offset, rows)
+        out[n] = (gz, gi)
+    gx = gy = None
+    for pos, local in ((1, local_x), (2, local_y)):
+        sizes = [row[3 * len(names) + pos] for row in table]
+        if min(sizes) < 0:
+            continue
+        g = all_gather_rows(local.to(device), sizes)
+        if pos == 1:
+            gx = g
+        else:
+            gy = g
+    return out, gx, gy
