@@ -161,7 +161,7 @@ def build_monitor(
         max_rows=None,
         output=OUTPUTS,
         budget=None,
-        collapse=False,
+        collapse=True,  # compression onset on the hidden layers (the output is skipped)
         **kwargs,
     )
 

@@ -75,7 +75,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from diagnostics.collapse import Alert, CollapseDetector, CollapseSettings
+from diagnostics.detectors import Alert, CollapseDetector, CollapseSettings, Context
 from diagnostics.runlog import RunWriter
 from probes import distributed as _dist
 from probes.activations import ActivationSource
@@ -145,8 +145,16 @@ class Monitor(Recorder, ActivationSource, Scheduling, Output):
     seed:
         Seed of the row subsampling and of stochastic estimators.
     collapse:
-        ``True`` (default settings), a :class:`~diagnostics.collapse.CollapseSettings`,
-        or ``False`` to run no collapse detector.
+        ``True`` (default settings), a :class:`~diagnostics.detectors.CollapseSettings` (or
+        a dict of its fields), or ``False`` to run no detector. The detectors run online
+        after each record; their alerts go to the run log and :attr:`alerts`.
+    context:
+        What the detectors should know of the run (:class:`~diagnostics.detectors.Context`
+        or a dict): by default the number of classes and the label entropy of
+        ``probe_labels`` (a classifier's layers are judged against the rank its classes
+        need), the model's output layers among ``layers`` and the layers' order. Given
+        fields take precedence; it is stored in the run's meta so that a replay judges
+        alike.
     tensorboard:
         A ``torch.utils.tensorboard.SummaryWriter``: every scalar is mirrored there
         (tag ``metric/layer``), alerts as text.
@@ -190,7 +198,8 @@ class Monitor(Recorder, ActivationSource, Scheduling, Output):
         forward: Callable[[nn.Module, Any], Any] | None = None,
         probe_batch_size: int | None = None,
         seed: int = 0,
-        collapse: bool | CollapseSettings = True,
+        collapse: bool | CollapseSettings | Mapping[str, Any] = True,
+        context: Context | Mapping[str, Any] | None = None,
         tensorboard: Any = None,
         name: str | None = None,
         config: Mapping[str, Any] | None = None,
@@ -310,14 +319,7 @@ class Monitor(Recorder, ActivationSource, Scheduling, Output):
         self.collapse: CollapseDetector | None = None
         self.tensorboard = tensorboard if self.rank == 0 else None
         if self.rank == 0:
-            if collapse is True:
-                self.collapse = CollapseDetector()
-            elif isinstance(collapse, CollapseSettings):
-                self.collapse = CollapseDetector(collapse)
-            elif collapse not in (False, None):
-                raise TypeError(
-                    f"collapse: expected True, False or a CollapseSettings, got {collapse!r}"
-                )
+            self.collapse = self._build_collapse(collapse, context)
             self._open_writer(run, name=name, config=config, meta=meta)
 
         if self.mode == "live" and self._layer_metrics:

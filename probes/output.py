@@ -26,7 +26,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from diagnostics.collapse import Alert
+from diagnostics.detectors import (
+    Alert,
+    CollapseDetector,
+    CollapseSettings,
+    Context,
+    settings_from_mapping,
+)
+from diagnostics.estimators import discrete_entropy
 from diagnostics.runlog import RunLogError, RunWriter
 from probes.layers import unwrap
 
@@ -94,12 +101,17 @@ class Output:
             "world_size": self.world_size,
             "probe_rows": getattr(self, "_n_probe", None),
             "collapse": None if self.collapse is None else self.collapse.settings_dict(),
+            "collapse_indicators": None
+            if self.collapse is None
+            else [d.indicator for d in self.collapse.detectors],
             "budget": self.budget,
         }
         values: dict[str, Any] = {
             "probes": probes_meta,
             "model_summary": _model_summary(self.model),
         }
+        if self.collapse is not None:  # so that a replay of the run judges alike
+            values["detector_context"] = self.collapse.context.to_dict()
         if name is not None:
             values["name"] = name
         if config is not None:
@@ -224,6 +236,49 @@ class Output:
             for alert in alerts:
                 self._publish_alert(alert)
 
+    # ------------------------------------------------------------------ detectors
+    def _build_collapse(self, collapse: Any, context: Any) -> CollapseDetector | None:
+        """The online detectors: ``collapse`` is True, False, a CollapseSettings or a dict of
+        settings; ``context`` (a Context or a dict) overrides what the monitor infers."""
+        if collapse in (False, None):
+            return None
+        if collapse is True:
+            settings = CollapseSettings()
+        elif isinstance(collapse, CollapseSettings):
+            settings = collapse
+        elif isinstance(collapse, Mapping):
+            settings = settings_from_mapping(collapse)
+        else:
+            raise TypeError(
+                f"collapse: expected True, False, a CollapseSettings or a dict, got {collapse!r}"
+            )
+        return CollapseDetector(
+            settings,
+            indicators=self._collapse_indicators(),
+            context=self._detector_context(context),
+        )
+
+    def _collapse_indicators(self) -> list[str] | None:
+        return None  # every detector
+
+    def _detector_context(self, given: Any) -> Context:
+        """What the detectors should know of this run: the number of classes and the label
+        entropy of the probe labels, the model's output layers among the selected ones, the
+        layers in depth order; fields of ``given`` (a Context or a dict) take precedence."""
+        if given is not None and not isinstance(given, (Context, Mapping)):
+            raise TypeError(f"context: expected a Context or a dict, got {type(given).__name__}")
+        user = given if isinstance(given, Context) else Context.from_mapping(given or {})
+        auto: dict[str, Any] = {
+            "output_layers": output_layers(self._fwd_model, self.layers),
+            "layer_order": tuple(self.layers),
+        }
+        y = self._y_all
+        if y is not None and y.ndim == 1 and not torch.is_floating_point(y):
+            auto["n_classes"] = int(torch.unique(y).numel())
+            auto["label_entropy"] = float(discrete_entropy(y))
+        merged = {k: v for k, v in user.to_dict().items() if v is not None and v != []}
+        return Context.from_mapping(auto | merged)
+
     def _publish_alert(self, alert: Alert) -> None:
         """Keep ``alert`` in :attr:`alerts`, log it, write it and mirror it to TensorBoard."""
         self.alerts.append(alert)
@@ -275,3 +330,19 @@ class Output:
                 f"TensorBoard mirroring failed ({type(exc).__name__}: {exc}); it is switched off",
             )
             self.tensorboard = None
+
+
+def output_layers(model: nn.Module, layers: Mapping[str, nn.Module]) -> tuple[str, ...]:
+    """The selected layers that produce the model's output: those on the chain of last
+    children from the model down (the head of a Sequential, a Hugging Face ``lm_head``).
+    Their information-plane compression is the prediction saturating, whatever the hidden
+    layers do."""
+    chain = {id(model)}
+    m = model
+    while True:
+        children = list(m.children())
+        if not children:
+            break
+        m = children[-1]
+        chain.add(id(m))
+    return tuple(name for name, mod in layers.items() if id(mod) in chain)

@@ -397,3 +397,32 @@ def test_log_rl_answers_and_validation(tmp_path):
     with pytest.raises(ValueError, match="lm_collapse"):
         LMMonitor(policy, None, lm_collapse={"nope": {}})
     mon.close()
+
+
+def test_lm_detectors_run_in_the_monitors_one_detector(tmp_path):
+    """LMMonitor judges the LM series with the Monitor's online detectors: the attention
+    modules are their layer order, lm_collapse keywords reach the settings, False turns a
+    detector off; an unknown name or keyword is refused naming it."""
+    model = gpt2()
+    mon = LMMonitor(
+        model,
+        tmp_path / "run",
+        lm_collapse={
+            "token_entropy_collapse": {"floor_fraction": 0.05},
+            "entropic_overload": False,
+        },
+    )
+    det = mon.collapse
+    assert det.context.layer_order == ("transformer.h.0.attn", "transformer.h.1.attn")
+    assert det.settings.token_entropy_floor == 0.05
+    names = [d.indicator for d in det.detectors]
+    assert "entropic_overload" not in names and "attention_collapse" in names
+    assert "rank_collapse" in names  # the representation detectors run too
+    mon.close()
+    off = LMMonitor(gpt2(), None, lm_collapse=False)
+    assert "token_entropy_collapse" not in [d.indicator for d in off.collapse.detectors]
+    off.close()
+    with pytest.raises(ValueError, match="lm_collapse"):
+        LMMonitor(gpt2(), None, lm_collapse={"nope": {}})
+    with pytest.raises(TypeError, match="floor"):
+        LMMonitor(gpt2(), None, lm_collapse={"token_entropy_collapse": {"floor": 0.1}})

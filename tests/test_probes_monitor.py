@@ -725,3 +725,36 @@ def test_estimator_warnings_are_relayed_once():
     relayed = [w for w in caught if "values clipped" in str(w.message)]
     assert len(relayed) == 1 and relayed[0].category is UserWarning
     assert "test/noisy on layer 1" in str(relayed[0].message)
+
+
+def test_detector_context_from_the_probe_batch_and_the_model(tmp_path):
+    """The detectors know what the run is: the classes of the probe labels (a classifier's
+    layers are judged against the rank C - 1 they need), their entropy, the model's output
+    layer, the layer order; stored in the run so that a replay judges alike."""
+    import math as _math
+
+    from diagnostics.detectors import Context
+
+    x, y = data()
+    mon = Monitor(mlp(), tmp_path / "a", layers=["1", "4", "5"], probe_inputs=x, probe_labels=y)
+    ctx = mon.collapse.context
+    counts = torch.bincount(y).double() / len(y)
+    assert ctx.n_classes == 3
+    assert ctx.label_entropy == pytest.approx(float(-(counts * counts.log()).sum()))
+    assert ctx.output_layers == ("5",) and ctx.layer_order == ("1", "4", "5")
+    mon.close()
+    with open_run(tmp_path / "a") as r:
+        assert Context.from_meta(r.meta) == ctx
+    # given fields take precedence; no labels: nothing is assumed about classes
+    mon = Monitor(mlp(), None, layers=["1"], probe_inputs=x, context={"n_classes": 10, "rl": True})
+    assert mon.collapse.context.n_classes == 10 and mon.collapse.context.rl is True
+    assert mon.collapse.context.label_entropy is None
+    mon.close()
+    mon = Monitor(mlp(), None, layers=["1"], probe_inputs=x)
+    assert mon.collapse.context.n_classes is None and mon.collapse.context.output_layers == ()
+    mon.close()
+    with pytest.raises(ValueError, match="unknown key"):
+        Monitor(mlp(), None, layers=["1"], probe_inputs=x, context={"classes": 3})
+    with pytest.raises(ValueError, match="unknown key"):
+        Monitor(mlp(), None, layers=["1"], probe_inputs=x, collapse={"patiense": 1})
+    assert _math.isfinite(ctx.label_entropy)

@@ -127,6 +127,21 @@ def _settings_for(indicator: str, keywords: Mapping[str, Any], base=_DEFAULTS) -
         raise ValueError(message) from None
 
 
+def with_keywords(
+    settings: CollapseSettings, keywords: Mapping[str, Mapping[str, Any]]
+) -> CollapseSettings:
+    """``settings`` with the functional forms' keywords applied, given per LM indicator
+    (``{"token_entropy_collapse": {"floor_fraction": 0.05}}``; see :data:`LM_KEYWORDS`)."""
+    unknown = sorted(set(keywords) - set(LM_KEYWORDS))
+    if unknown:
+        raise ValueError(
+            f"settings: expected detector names from {sorted(LM_KEYWORDS)}, got {unknown}"
+        )
+    for indicator, kw in keywords.items():
+        settings = _settings_for(indicator, kw or {}, settings)
+    return settings
+
+
 def _run(indicator, settings, rows, context=None) -> list[Alert]:
     det = CollapseDetector(settings, indicators=[indicator], context=context)
     return det.feed(sorted(rows, key=lambda r: r[0]))
@@ -310,13 +325,6 @@ def detect_lm_collapse(
         raise ValueError(
             "scalars: expected a DataFrame with columns step, metric, value (and layer)"
         )
-    unknown = sorted(set(settings) - set(LM_KEYWORDS))
-    if unknown:
-        raise ValueError(
-            f"settings: expected detector names from {sorted(LM_KEYWORDS)}, got {unknown}"
-        )
-    base = _DEFAULTS
-    for indicator, keywords in settings.items():
-        base = _settings_for(indicator, keywords or {}, base)
+    base = with_keywords(_DEFAULTS, settings)
     alerts = detect_collapse(scalars, base, indicators=list(LM_KEYWORDS), context=context)
     return sorted(alerts, key=lambda a: (a.step, a.indicator, a.layer or ""))

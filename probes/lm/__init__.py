@@ -72,10 +72,11 @@ Recorded metrics (names from :mod:`diagnostics.schema`, all entropies in nats):
 ``rl/fit/a``, ``rl/fit/b``, ``rl/fit/ceiling``  ``R = -a exp(H) + b`` over the run so far
 ==============================================  ============================================
 
-The LM collapse detectors (:func:`diagnostics.lm_collapse.detect_lm_collapse`: token-entropy
-collapse, over-optimisation, positive covariance, attention collapse, entropic overload)
-run on the recorded series after each record; each alert (indicator, severity, layer,
-onset step) is written once, with its evidence. Failures are isolated as in the Monitor:
+The LM detectors of :mod:`diagnostics.detectors` (token-entropy collapse, over-optimisation,
+positive covariance, attention collapse, entropic overload) run online, with the Monitor's
+own, on the recorded series after each record; each alert is written once, with its
+evidence. Token-entropy collapse is judged once the run logs RL series (``log_rl``): in
+pretraining, entropy falling is the model learning. Failures are isolated as in the Monitor:
 a metric that raises warns once, is recorded as a ``probe_failure`` event and training
 continues. Under DDP the ``lm/*`` and ``attn/*`` metrics are rank 0's own batch (not
 gathered).

@@ -3,33 +3,38 @@
 The class holds the LM monitor's state and its public methods (:mod:`probes.lm` describes
 what it records); the work is done by one mixin per job: :class:`~probes.lm.hooks.LMHooks`
 (hooks on the forward), :class:`~probes.lm.tokens.TokenRecording` (``lm/*`` and ``attn/*``
-rows), :class:`~probes.lm.rl.RLLogging` (``rl/*`` rows) and
-:class:`~probes.lm.alerts.LMAlerts` (the LM collapse detectors), over the
-:class:`~probes.monitor.Monitor`.
+rows), :class:`~probes.lm.rl.RLLogging` (``rl/*`` rows), over the
+:class:`~probes.monitor.Monitor`, whose online detectors judge the LM series too.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from typing import Any
 
 import torch
 from torch import nn
 
+from diagnostics.detectors import CollapseDetector
+from diagnostics.detectors.replay import LM_KEYWORDS, with_keywords
 from probes.batch import as_tensor
 from probes.cadence import Cadence, as_cadence
-from probes.lm.alerts import LM_DETECTORS, LMAlerts
+from probes.layers import unwrap
 from probes.lm.hooks import CapturedForward, LMHooks
 from probes.lm.modules import NON_EAGER, find_attention_modules, find_logits_module
 from probes.lm.rl import RLLogging
 from probes.lm.tokens import TokenRecording
 from probes.monitor import Monitor
 
+#: The LM detectors ``LMMonitor(lm_collapse={name: settings or False})`` accepts.
+LM_DETECTORS = tuple(LM_KEYWORDS)
+
 __all__ = ["LMMonitor"]
 
 
-class LMMonitor(TokenRecording, RLLogging, LMAlerts, LMHooks, Monitor):
+class LMMonitor(TokenRecording, RLLogging, LMHooks, Monitor):
     """A :class:`~probes.monitor.Monitor` with language-model probes (see :mod:`probes.lm`).
 
     Parameters (besides the Monitor's; ``metrics`` defaults to none, so only the LM probes
@@ -58,11 +63,10 @@ class LMMonitor(TokenRecording, RLLogging, LMAlerts, LMHooks, Monitor):
         The entropy-reward fit runs once this many ``log_rl`` records exist, over the last
         ``fit_window`` of them (default: all).
     lm_collapse:
-        ``True`` (default detector settings), ``False`` (none), or a dict
-        ``{detector name: settings}`` for :func:`diagnostics.lm_collapse.detect_lm_collapse`
-        (settings ``False`` switches that detector off: e.g. ``token_entropy_collapse``
-        and ``over_optimisation`` when pretraining from scratch, where entropy is meant to
-        fall).
+        ``True`` (the LM detectors with default settings), ``False`` (none of them), or a
+        dict ``{detector name: keywords}`` with the keywords of its functional form
+        (:func:`diagnostics.detectors.detect_token_entropy_collapse` and kin; ``False``
+        switches that detector off). The Monitor's ``collapse`` settings apply to all.
     """
 
     def __init__(
@@ -115,32 +119,23 @@ class LMMonitor(TokenRecording, RLLogging, LMAlerts, LMHooks, Monitor):
             "rl_every": repr(self.rl_every),
             "hist_bins": hist_bins,
         }
-        # attributes the overridden hooks of Monitor (_emit) use during its __init__
+        # what the overridden hooks of Monitor (_emit, _build_collapse) use during its __init__
         self._lm_ready = False
-        super().__init__(
-            model,
-            run,
-            every=every,
-            metrics=metrics,
-            meta={"lm_probes": lm_meta} | dict(meta or {}),
-            **options,
+        self._lm_off = (
+            set(LM_DETECTORS)
+            if lm_collapse is False
+            else {n for n, v in lm_collapse.items() if v is False}
+            if isinstance(lm_collapse, Mapping)
+            else set()
         )
-        self.k = k
-        self.temperature = float(temperature)
-        self.hist_bins = hist_bins
-        self.fit_min_points = fit_min_points
-        self.fit_window = fit_window
-        self._lm_settings: dict[str, dict[str, Any]] | None = None
-        self._lm_off: set[str] = set()
-        if lm_collapse is True:
-            self._lm_settings = {}
-        elif isinstance(lm_collapse, Mapping):
-            self._lm_off = {n for n, v in lm_collapse.items() if v is False}
-            self._lm_settings = {n: dict(v or {}) for n, v in lm_collapse.items() if v is not False}
-        self._lm_series: list[tuple[int, str, str | None, float]] = []
-        self._lm_alerted: set[tuple] = set()
-
-        top = self._fwd_model
+        self._lm_keywords = (
+            {n: dict(v or {}) for n, v in lm_collapse.items() if v is not False}
+            if isinstance(lm_collapse, Mapping)
+            else {}
+        )
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+        top = unwrap(model)
         self.logits_name, self._logits_module = find_logits_module(top, logits)
         self._attn_modules: dict[str, nn.Module] = {}
         self._attn_index = 1
@@ -159,6 +154,20 @@ class LMMonitor(TokenRecording, RLLogging, LMAlerts, LMHooks, Monitor):
                     self._attn_note = "no attention module found (pass attention_layers=...)"
             else:
                 self._attn_modules = mods
+        super().__init__(
+            model,
+            run,
+            every=every,
+            metrics=metrics,
+            meta={"lm_probes": lm_meta} | dict(meta or {}),
+            **options,
+        )
+        self.k = k
+        self.temperature = float(temperature)
+        self.hist_bins = hist_bins
+        self.fit_min_points = fit_min_points
+        self.fit_window = fit_window
+
         self._handles: list[Any] = []
         self._current: CapturedForward | None = None
         self._last_fwd: CapturedForward | None = None
@@ -171,6 +180,27 @@ class LMMonitor(TokenRecording, RLLogging, LMAlerts, LMHooks, Monitor):
             self._attention_unavailable(None, self._attn_note)
         if self.mode == "live":
             self._lm_attach()  # the first forward may already be a recorded step
+
+    # ------------------------------------------------------------------ detectors
+    def _collapse_indicators(self) -> list[str] | None:
+        from diagnostics.detectors import DETECTORS
+
+        return [n for n in DETECTORS if n not in self._lm_off]
+
+    def _build_collapse(self, collapse: Any, context: Any) -> CollapseDetector | None:
+        """The monitor's detectors, with the LM keywords of ``lm_collapse`` applied and the
+        attention modules (in model order) as the layer order of the attention detectors."""
+        det = super()._build_collapse(collapse, context)
+        if det is None:
+            return None
+        ctx = det.context
+        if self._attn_modules and not (isinstance(context, Mapping) and context.get("layer_order")):
+            ctx = replace(ctx, layer_order=tuple(self._attn_modules))
+        return CollapseDetector(
+            with_keywords(det.settings, self._lm_keywords),
+            indicators=[d.indicator for d in det.detectors],
+            context=ctx,
+        )
 
     # ------------------------------------------------------------------ public API
     def step(self, step: int, *, labels: Any = None, inputs: Any = None, **scalars: Any):
