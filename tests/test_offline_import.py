@@ -160,7 +160,9 @@ def test_map_option_renames_other_tags(tmp_path, capsys):
     assert code == 0
     assert "policy/ent -> lm/token_entropy/mean" in stdout
     assert "token_entropy_collapse" in set(open_run(out).alerts().indicator)
-    code, _, err = cli("import-tb", logdir, "--out", tmp_path / "r2", "--map", "nope", capsys=capsys)
+    code, _, err = cli(
+        "import-tb", logdir, "--out", tmp_path / "r2", "--map", "nope", capsys=capsys
+    )
     assert code == 2 and "--map: expected TAG=METRIC" in err
 
 

@@ -106,11 +106,15 @@ def _read_pt(path: Path) -> dict[str, np.ndarray]:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         m = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
-        what = f"a pickled {m.group(1)}" if m else "pickled Python objects"
+        if m is None:  # not a pickled object: a damaged or foreign file
+            why = re.search(r"WeightsUnpickler error: (.*?)(?:\n\n|$)", str(exc), re.S)
+            why = why.group(1).strip() if why else str(exc)
+            raise ValueError(f"{path}: cannot read it as a torch.save file ({why})") from None
         raise ValueError(
-            f"{path}: refused: it holds {what}, which torch.load(weights_only=True) will not "
-            "load (unpickling it could run code from the file); save a dict of tensors "
-            "(torch.save({'layer': tensor, ...})) or a .safetensors file"
+            f"{path}: refused: it holds a pickled {m.group(1)}, which "
+            "torch.load(weights_only=True) will not load (unpickling it could run code from "
+            "the file); save a dict of tensors (torch.save({'layer': tensor, ...})) or a "
+            ".safetensors file"
         ) from None
     except Exception as exc:  # torch raises many types for a file that is not its own
         raise ValueError(
