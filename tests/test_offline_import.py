@@ -339,3 +339,67 @@ def test_csv_without_a_step_column_uses_the_row_number(tmp_path, capsys):
     steps, acc = series_of(out, "acc")
     assert steps.tolist() == [0, 1] and acc.tolist() == [0.1, 0.5]  # empty cell: no point
     assert not any(math.isnan(v) for v in acc)
+
+
+def test_a_data_server_that_does_not_start(tmp_path, capsys, monkeypatch):
+    """``auto`` falls back to the Python reader with a warning; ``server`` fails clearly."""
+    logdir = write_events(tmp_path / "tb", {"actor/entropy": collapsing(STEPS)})
+    monkeypatch.setattr(_tb_server, "server_binary", lambda: "/bin/false")
+    code, _, err = cli("import-tb", logdir, "--out", tmp_path / "auto", capsys=capsys)
+    assert code == 0
+    assert err.startswith("infoscope: warning: ") and "data server failed" in err
+    assert "reading with the Python reader instead" in err
+    assert open_run(tmp_path / "auto").meta["config"]["reader"] == "python"
+    code, _, err = cli(
+        "import-tb", logdir, "--out", tmp_path / "srv", "--reader", "server", capsys=capsys
+    )
+    assert code == 2 and "TensorBoard's data server failed" in err
+    assert_nothing_left(tmp_path / "srv")
+
+
+@pytest.mark.slow
+def test_the_collapse_page_works_on_an_imported_run(tmp_path, capsys, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    logdir = write_events(tmp_path / "tb", verl_series(collapsing(STEPS)))
+    root = tmp_path / "runs"
+    assert cli("import-tb", logdir, "--out", root / "verl", capsys=capsys)[0] == 0
+    monkeypatch.setenv("INFOSCOPE_ROOT", str(root))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.query_params["run"] = ["verl"]
+    at.run()
+    for page in ("app_pages/collapse.py", "app_pages/language_model.py"):
+        at.switch_page(page).run()
+        assert not at.exception, [e.value for e in at.exception]
+        shown = "\n".join(str(e.value) for e in (*at.markdown, *at.caption))
+        if page.endswith("collapse.py"):
+            assert ":red[✖ collapsed]" in shown and "exploration is exhausted" in shown
+
+
+def test_staged_output_all_or_nothing(tmp_path):
+    from diagnostics.offline.output import staged_output
+
+    out = tmp_path / "new" / "deeper" / "run"
+    with pytest.raises(KeyboardInterrupt):
+        with staged_output(out) as stage:
+            (stage / "run.sqlite").write_text("half")
+            raise KeyboardInterrupt
+    assert not (tmp_path / "new").exists()  # neither the run nor the folders made for it
+    with staged_output(out) as stage:
+        (stage / "a").write_text("1")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (out / "a").read_text() == "1"
+    assert out.stat().st_mode & 0o777 == 0o777 & ~umask  # not mkdtemp's private 0o700
+    with pytest.raises(ValueError, match="is not empty; choose a new folder or pass --overwrite"):
+        with staged_output(out):
+            pass
+    with pytest.raises(RuntimeError):
+        with staged_output(out, overwrite=True) as stage:
+            (stage / "b").write_text("2")
+            raise RuntimeError("boom")
+    assert sorted(p.name for p in out.iterdir()) == ["a"]  # a failed overwrite keeps the old
+    with staged_output(out, overwrite=True) as stage:
+        (stage / "b").write_text("2")
+    assert sorted(p.name for p in out.iterdir()) == ["b"]
+    assert sorted(p.name for p in out.parent.iterdir()) == ["run"]  # no staging leftovers

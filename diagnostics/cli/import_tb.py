@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import sys
+import warnings
 from pathlib import Path
 
 from diagnostics.cli.analyze import one_line
@@ -53,17 +55,21 @@ def _import_tb(p: argparse.ArgumentParser) -> Handler:
         from diagnostics.runlog import RunLogError
 
         try:
-            results = import_tensorboard(
-                args.logdir,
-                args.out,
-                mapping=parse_map(args.map),
-                runs=args.runs,
-                overwrite=args.overwrite,
-                reader=args.reader,
-                progress=False if args.quiet else None,
-            )
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", UserWarning)
+                results = import_tensorboard(
+                    args.logdir,
+                    args.out,
+                    mapping=parse_map(args.map),
+                    runs=args.runs,
+                    overwrite=args.overwrite,
+                    reader=args.reader,
+                    progress=False if args.quiet else None,
+                )
         except (ValueError, RunLogError, ImportError, OSError) as exc:
             raise CLIError(one_line(exc)) from None
+        for w in caught:
+            print(f"infoscope: warning: {one_line(w.message)}", file=sys.stderr)
         for imported in results:
             print(imported.describe())
         root = args.out.parent if len(results) == 1 else args.out

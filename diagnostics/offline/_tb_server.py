@@ -22,11 +22,15 @@ import numpy as np
 
 from diagnostics.offline.scalars import ScalarLog, ScalarSeries
 
-__all__ = ["read_scalars", "server_binary"]
+__all__ = ["ServerError", "read_scalars", "server_binary"]
 
 _READ_ERROR = re.compile(r"Read error in (?P<path>.+?): (?P<why>.*)$")
 _DONE = "Finished load cycle"
 _ALL_POINTS = (1 << 62) - 1
+
+
+class ServerError(ValueError):
+    """The data server did not start or did not answer (not a problem with the log)."""
 
 
 def server_binary() -> str | None:
@@ -92,7 +96,7 @@ class _Server:
         if self.proc.poll() is not None and not self.port_file.exists():
             why = self.error_file.read_text().strip() if self.error_file.exists() else ""
             why = why or "; ".join(self.log_tail[-3:]) or f"exit code {self.proc.returncode}"
-            raise ValueError(f"{self.logdir}: TensorBoard's data server failed: {why}")
+            raise ServerError(f"{self.logdir}: TensorBoard's data server failed: {why}")
 
     def stub(self) -> Any:
         import grpc
@@ -146,7 +150,12 @@ def read_scalars(
             req.plugin_filter.plugin_name = "scalars"
             req.run_tag_filter.runs.names.append(run)
             req.downsample.num_points = _ALL_POINTS
-            resp = stub.ReadScalars(req)
+            try:
+                resp = stub.ReadScalars(req)
+            except Exception as exc:  # grpc.RpcError: the server went away
+                raise ServerError(
+                    f"{logdir}: TensorBoard's data server did not answer ({exc})"
+                ) from None
             series: dict[str, ScalarSeries] = {}
             for run_entry in resp.runs:
                 for tag in run_entry.tags:
@@ -157,5 +166,7 @@ def read_scalars(
                         np.array(d.value, dtype=np.float64),
                     )
             source = str(logdir / run) if run != "." else str(logdir)
-            logs.append(ScalarLog(name=run, source=source, series=series))
+            logs.append(
+                ScalarLog(name=run, source=source, series=series, info={"reader": "server"})
+            )
     return logs

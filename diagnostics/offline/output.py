@@ -38,6 +38,7 @@ def staged_output(out: str | os.PathLike, *, overwrite: bool = False) -> Iterato
     is left as it was.
     """
     out = check_output(out, overwrite=overwrite).absolute()
+    made = [p for p in out.parents if not p.exists()]  # folders created for it, deepest first
     out.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     umask = os.umask(0)
@@ -47,6 +48,9 @@ def staged_output(out: str | os.PathLike, *, overwrite: bool = False) -> Iterato
         yield stage
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
+        for folder in made:
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only if still empty
         raise
     old = None
     if out.exists():

@@ -38,11 +38,13 @@ class ScalarSeries:
 class ScalarLog:
     """The scalar series of one training run: ``name`` (e.g. the TensorBoard run's folder
     relative to the log dir, ``"."`` for the log dir itself), ``source`` (the file or folder
-    read) and ``series`` (tag -> :class:`ScalarSeries`)."""
+    read), ``series`` (tag -> :class:`ScalarSeries`) and ``info`` (how it was read, e.g.
+    ``{"reader": "server"}``; goes into the run's config)."""
 
     name: str
     source: str
     series: dict[str, ScalarSeries] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
 
     @property
     def points(self) -> int:

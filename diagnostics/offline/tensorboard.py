@@ -21,7 +21,8 @@ Readers, both from the ``tensorboard`` distribution, with the same result:
 - ``python``: ``tensorboard``'s own record reader and ``Event`` protos, in-process; about
   ten times slower.
 
-``auto`` (the default) takes the server when its binary is installed.
+``auto`` (the default) takes the server when its binary is installed, and falls back to the
+Python reader (with a warning) when the server does not start.
 
 Semantics, the same in both (TensorBoard's): a scalar is a ``simple_value`` or a 0-d tensor
 of the ``scalars`` plugin; when a tag's step goes back (a run resumed from a checkpoint),
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import bisect
 import os
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -106,6 +108,7 @@ def read_tensorboard(
     Raises ``ValueError`` (naming the folder or file) for a missing or empty log dir, a log
     dir without event files, an unknown run name or a corrupt event file.
     """
+    asked = reader
     reader = resolve_reader(reader)
     logdir = Path(logdir)
     if not logdir.is_dir():
@@ -125,12 +128,17 @@ def read_tensorboard(
                 f"{', '.join(found)}"
             )
         found = {r: found[r] for r in runs}
-    reader = resolve_reader(reader)
+    logs = None
     if reader == "server":
         from diagnostics.offline import _tb_server
 
-        logs = _tb_server.read_scalars(logdir, found, progress=progress)
-    else:
+        try:
+            logs = _tb_server.read_scalars(logdir, found, progress=progress)
+        except _tb_server.ServerError as exc:
+            if asked != "auto":
+                raise
+            warnings.warn(f"{exc}; reading with the Python reader instead", stacklevel=2)
+    if logs is None:
         logs = [_read_run_python(name, files, logdir, progress) for name, files in found.items()]
     return sorted(logs, key=lambda log: log.name)
 
@@ -217,6 +225,7 @@ def _read_run_python(
     return ScalarLog(
         name=name,
         source=str(logdir / name) if name != "." else str(logdir),
+        info={"reader": "python"},
         series={
             tag: ScalarSeries(
                 np.asarray(p[0], dtype=np.int64),
@@ -249,7 +258,6 @@ def import_tensorboard(
     from diagnostics.offline.output import check_output, staged_output
 
     check_output(out, overwrite=overwrite)
-    reader = resolve_reader(reader)
     logs = read_tensorboard(logdir, runs=runs, reader=reader, progress=progress)
     mapping = dict(mapping or {})
     all_tags = {t for log in logs for t in log.series}
@@ -275,7 +283,7 @@ def import_tensorboard(
                     "logdir": str(Path(logdir).absolute()),
                     "tensorboard_run": log.name,
                     "tag_map": {t: m for t, m in names.items() if t != m},
-                    "reader": reader,
+                    **log.info,
                 },
             }
             alerts = write_scalar_log(log, stage / rel, names=names, meta=meta, progress=progress)
