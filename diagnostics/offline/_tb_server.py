@@ -55,6 +55,7 @@ class _Server:
         self.read_errors: list[tuple[str, str]] = []
         self.log_tail: list[str] = []
         self._loaded = threading.Event()
+        self.finished = False  # the server logged the end of its load cycle
         env = {**os.environ, "RUST_LOG": "rustboard_core=info"}
         self.proc = subprocess.Popen(
             [
@@ -87,13 +88,18 @@ class _Server:
             if m:
                 self.read_errors.append((m.group("path"), m.group("why")))
             if _DONE in line:
+                self.finished = True
                 self._loaded.set()
             self.log_tail = (self.log_tail + [line])[-20:]
         self._loaded.set()  # the server exited
 
     def wait_loaded(self) -> None:
         self._loaded.wait()
-        if self.proc.poll() is not None and not self.port_file.exists():
+        if not self.finished or not self.port_file.exists():  # it exited instead
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
             why = self.error_file.read_text().strip() if self.error_file.exists() else ""
             why = why or "; ".join(self.log_tail[-3:]) or f"exit code {self.proc.returncode}"
             raise ServerError(f"{self.logdir}: TensorBoard's data server failed: {why}")
