@@ -403,3 +403,17 @@ def test_staged_output_all_or_nothing(tmp_path):
         (stage / "b").write_text("2")
     assert sorted(p.name for p in out.iterdir()) == ["b"]
     assert sorted(p.name for p in out.parent.iterdir()) == ["run"]  # no staging leftovers
+
+
+def test_a_run_without_scalars_is_skipped_with_a_warning(tmp_path, capsys):
+    root = tmp_path / "logs"
+    write_events(root / "scalars", {"x": STEPS * 1.0})
+    writer = SummaryWriter(str(root / "images-only"))
+    writer.add_histogram("w", np.arange(10.0), 0)
+    writer.close()
+    out = tmp_path / "run"
+    code, stdout, err = cli("import-tb", root, "--out", out, capsys=capsys)
+    assert code == 0
+    assert "infoscope: warning:" in err and "run 'images-only' skipped" in err
+    assert (out / "run.sqlite").is_file()  # the one run left is --out itself
+    assert open_run(out).meta["config"]["tensorboard_run"] == "scalars"

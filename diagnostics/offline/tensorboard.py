@@ -251,8 +251,9 @@ def import_tensorboard(
     """Import the TensorBoard runs below ``logdir`` into ``out`` (see the module docstring).
 
     ``mapping``: extra ``tag -> metric`` renames (``--map``), each tag must occur in some
-    run. Returns an :class:`~diagnostics.offline.scalars.Imported` per run. Nothing is left at ``out``
-    when it fails (the runs are written into a staging folder renamed at the end).
+    run. A run without scalars is skipped with a warning. Returns an
+    :class:`~diagnostics.offline.scalars.Imported` per run. Nothing is left at ``out`` when
+    it fails (the runs are written into a staging folder renamed at the end).
     """
     from diagnostics.offline.names import resolve_names
     from diagnostics.offline.output import check_output, staged_output
@@ -269,6 +270,11 @@ def import_tensorboard(
         )
     if not any(log.points for log in logs):
         raise ValueError(f"{logdir}: its event files hold no scalar summaries")
+    for log in logs:
+        if not log.points:
+            warnings.warn(
+                f"{log.source}: no scalar summaries; run {log.name!r} skipped", stacklevel=2
+            )
     logs = [log for log in logs if log.points]
     plans = [(log, resolve_names(log.series, mapping)) for log in logs]
     results = []
