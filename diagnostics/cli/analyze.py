@@ -5,12 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from diagnostics.cli.base import CLIError, Handler, command
-
-
-def one_line(exc: BaseException) -> str:
-    """An exception's message on one line (the CLI prints errors as one line)."""
-    return " ".join(str(exc).split())
+from diagnostics.cli.base import CLIError, Handler, command, one_line
 
 
 @command(

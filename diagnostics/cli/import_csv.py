@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from diagnostics.cli.analyze import one_line
-from diagnostics.cli.base import CLIError, Handler, command
+from diagnostics.cli.base import CLIError, Handler, command, one_line
 
 
 @command("import-csv", help="import a CSV / JSONL training log (one row per step) as a run")

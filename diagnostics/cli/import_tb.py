@@ -7,8 +7,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from diagnostics.cli.analyze import one_line
-from diagnostics.cli.base import CLIError, Handler, command
+from diagnostics.cli.base import CLIError, Handler, command, one_line
 
 
 @command(
