@@ -44,7 +44,9 @@ information quantities are stored in nats; the dashboard converts to bits.
   ``lm/topk_mass``, ``lm/topk_entropy``, ``lm/topk_entropy_renorm``, ``lm/sum_p2``,
   ``lm/logprob``, ``lm/perplexity``; distribution ``lm/token_entropy`` (histogram).
 - ``rl/reward``, ``rl/cov/mean``, ``rl/cov/pos_share``, ``rl/completion_entropy``,
-  ``rl/answer_entropy``, ``rl/fit/a``, ``rl/fit/b``, ``rl/fit/ceiling``.
+  ``rl/answer_entropy``, ``rl/fit/a``, ``rl/fit/b``, ``rl/fit/ceiling``; ``rl/kl`` (KL to the
+  reference policy, as the trainer reports it) and ``rl/response_length`` (mean response
+  length in tokens), mostly from imported training logs.
 - ``attn/entropy`` and ``attn/entropy_norm`` per layer (mean over heads);
   ``attn/entropy/h{H}`` and ``attn/entropy_norm/h{H}`` per layer and head ``H``.
 - ``probe/seconds``: wall time spent in probes at that step.

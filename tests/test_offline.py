@@ -47,8 +47,8 @@ def test_snapshot_step_from_name_or_array(tmp_path):
     assert load_snapshot(tmp_path / "a_step120.npz")["step"] == 120
     assert load_snapshot(tmp_path / "b.npz")["step"] == 7
     assert load_snapshot(tmp_path / "c.npz", 4)["step"] == 4
-    with pytest.raises(ValueError, match="snapshot: expected a .npz"):
-        load_snapshot(tmp_path / "x.pt")
+    with pytest.raises(ValueError, match=r"snapshot: expected a \.npz, \.pt, \.pth, \.safetensors"):
+        load_snapshot(tmp_path / "x.txt")
 
 
 def test_analysis_writes_the_estimators_values(snapshots, tmp_path):

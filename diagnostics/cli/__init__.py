@@ -2,7 +2,7 @@
 
 A subcommand is a function registered with :func:`~diagnostics.cli.base.command` that fills
 its argparse parser and returns the handler (which returns an exit code). The built-in ones
-live in this package (``runs``, ``export``, ``analyze``, ``reproduce``, ...). Packages above
+live in this package (``runs``, ``export``, ``analyze``, ``import-tb``, ...). Packages above
 ``diagnostics`` (the dashboard) add theirs through the ``infoscope.commands`` entry-point
 group, so that nothing here imports them.
 """
@@ -20,7 +20,7 @@ from diagnostics.cli.base import COMMANDS, CLIError, command, default_root
 __all__ = ["CLIError", "build_parser", "command", "default_root", "main"]
 
 #: the subcommands of this package, in the order ``infoscope --help`` lists them
-BUILTIN = ("runs", "export", "reproduce", "analyze")
+BUILTIN = ("runs", "export", "reproduce", "analyze", "import_tb", "import_csv")
 
 
 def _load_commands() -> None:

@@ -1,16 +1,25 @@
-"""`infoscope analyze`: saved activations and logits (snapshots) into a run."""
+"""`infoscope analyze`: saved activations and logits (.npz, .pt, .safetensors) into a run."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from diagnostics.cli.base import CLIError, Handler, command
+from diagnostics.cli.base import CLIError, Handler, command, one_line
 
 
-@command("analyze", help="analyse saved activations/logits (.npz snapshots) into a run")
+@command(
+    "analyze",
+    help="analyse saved activations/logits (.npz, .pt, .safetensors dumps) into a run",
+)
 def _analyze(p: argparse.ArgumentParser) -> Handler:
-    p.add_argument("snapshots", nargs="+", type=Path, help=".npz files, one per step")
+    p.add_argument(
+        "snapshots",
+        nargs="+",
+        type=Path,
+        help="dump files (.npz, .pt, .safetensors; one per step, or one stacked file with a "
+        "'step' array), or folders of them",
+    )
     p.add_argument("--out", type=Path, required=True, help="run directory to write")
     p.add_argument(
         "--metrics",
@@ -27,13 +36,25 @@ def _analyze(p: argparse.ArgumentParser) -> Handler:
         help="the logits come from RL fine-tuning (--no-rl: they do not); judges token-entropy "
         "collapse, which in pretraining is learning (default: decided from the series)",
     )
+    p.add_argument(
+        "--layout",
+        choices=["auto", "per-step", "stacked"],
+        default="auto",
+        help="one file per step, or one file with a leading step axis and a 'step' array "
+        "(auto: stacked when 'step' holds more than one number)",
+    )
+    p.add_argument(
+        "--device",
+        default="cpu",
+        help="where the estimators run: cpu (default), cuda or cuda:N",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
     def run(args: argparse.Namespace) -> int:
         from diagnostics.offline import analyze_snapshots
         from diagnostics.runlog import RunLogError
 
-        if (args.out / "run.sqlite").exists():
-            raise CLIError(f"--out: {args.out} already holds a run; choose a new folder")
         try:
             out = analyze_snapshots(
                 args.snapshots,
@@ -42,11 +63,16 @@ def _analyze(p: argparse.ArgumentParser) -> Handler:
                 method=args.method,
                 sigma=args.sigma,
                 rl=args.rl,
+                layout=args.layout,
+                device=args.device,
+                overwrite=args.overwrite,
+                progress=False if args.quiet else None,
             )
-        except (ValueError, RunLogError) as exc:
-            raise CLIError(str(exc)) from None
+        except (ValueError, RunLogError, ImportError, OSError) as exc:
+            raise CLIError(one_line(exc)) from None
         print(
-            f"wrote {out} ({len(args.snapshots)} snapshots); view: infoscope dashboard {out.parent}"
+            f"wrote {out} ({len(args.snapshots)} dump path(s)); view: infoscope dashboard "
+            f"{out.parent}"
         )
         return 0
 

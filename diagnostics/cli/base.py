@@ -29,6 +29,11 @@ class CLIError(Exception):
     """An error to print as ``infoscope: error: ...`` with exit code 2."""
 
 
+def one_line(exc: BaseException | str) -> str:
+    """A message on one line (the CLI prints each error and warning as one line)."""
+    return " ".join(str(exc).split())
+
+
 def repo_root() -> Path:
     """The source checkout this package was imported from (meaningful in a checkout only)."""
     return Path(__file__).resolve().parents[2]
