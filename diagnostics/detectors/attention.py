@@ -15,6 +15,7 @@ import re
 
 from diagnostics.detectors.base import (
     CRITICAL,
+    INFO,
     WARNING,
     Debounce,
     Detector,
@@ -164,7 +165,9 @@ class EntropicOverload(_AttentionDetector):
     layers, at a step ``>= overload_warmup_steps`` (1000; attention is near uniform at
     initialisation, overload means it *stays* there), at least ``overload_head_fraction`` (0.5)
     of a layer's heads have a smoothed normalised entropy above ``overload_threshold`` (0.75).
-    *warning*."""
+    *info*: heads that attend uniformly carry little information, an inefficiency worth
+    knowing, not a failure (a model whose task needs no attention there, as the suite's
+    pretraining grammar, trains well with them)."""
 
     indicator = "entropic_overload"
     summary = (
@@ -191,7 +194,7 @@ class EntropicOverload(_AttentionDetector):
         return self.s.overload_threshold
 
     def _level(self, step, share):
-        return WARNING if step >= self.s.overload_warmup_steps else 0
+        return INFO if step >= self.s.overload_warmup_steps else 0
 
     def _settings(self):
         return self.settings_of(

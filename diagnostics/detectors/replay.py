@@ -74,7 +74,9 @@ def _missing(v: Any) -> bool:
     return v is None or (isinstance(v, float) and math.isnan(v))
 
 
-def _rows_of(scalars: Any) -> list[tuple[int, str, str | None, float]]:
+def _rows_of(scalars: Any, keep=None) -> list[tuple[int, str, str | None, float]]:
+    """``(step, metric, layer, value)`` rows in step order; of a DataFrame only the rows of the
+    metrics ``keep(metric)`` accepts (the rest is dropped before any row is built)."""
     if hasattr(scalars, "itertuples"):
         missing = [c for c in ("step", "metric", "value") if c not in scalars.columns]
         if missing:
@@ -82,6 +84,9 @@ def _rows_of(scalars: Any) -> list[tuple[int, str, str | None, float]]:
                 "scalars: expected a DataFrame with columns step, metric, value (and layer), "
                 f"got columns {list(scalars.columns)}"
             )
+        if keep is not None:
+            wanted = [m for m in pd.unique(scalars["metric"]) if keep(str(m))]
+            scalars = scalars[scalars["metric"].isin(wanted)]
         frame = scalars.sort_values("step", kind="stable")
         layers = frame["layer"] if "layer" in frame.columns else [None] * len(frame)
         return [
@@ -105,9 +110,8 @@ def detect_collapse(
     ``context`` should be the run's (``Context.from_meta(reader.meta)``), so that the replay
     judges as the probes did while the run was recorded.
     """
-    return CollapseDetector(settings, indicators=indicators, context=context).feed(
-        _rows_of(scalars)
-    )
+    detector = CollapseDetector(settings, indicators=indicators, context=context)
+    return detector.feed(_rows_of(scalars, detector.watches))
 
 
 def _settings_for(indicator: str, keywords: Mapping[str, Any], base=_DEFAULTS) -> CollapseSettings:

@@ -21,8 +21,6 @@ _FRACTIONS = (
     "rank_critical_unsupervised",
     "entropy_warn",
     "entropy_critical",
-    "entropy_warn_unsupervised",
-    "entropy_critical_unsupervised",
     "saturation_warn",
     "saturation_critical",
     "memorisation_loss_drop",
@@ -71,7 +69,6 @@ _ORDERED = (
     ("rank_critical", "rank_warn"),
     ("rank_critical_unsupervised", "rank_warn_unsupervised"),
     ("entropy_critical", "entropy_warn"),
-    ("entropy_critical_unsupervised", "entropy_warn_unsupervised"),
     ("saturation_warn", "saturation_critical"),
     ("divergence_warn", "divergence_critical"),
 )
@@ -104,13 +101,10 @@ class CollapseSettings:
 
     # -------------------------------------------------------- entropy_collapse
     entropy_metrics: tuple[str, ...] = ("repr/dse", "repr/von_neumann")
-    #: with known classes: warning when entropy <= entropy_warn * ref, ref = min(peak,
-    #: log(n_classes - 1))
-    entropy_warn: float = 0.5
-    entropy_critical: float = 0.1
-    #: without classes (ref = the running peak)
-    entropy_warn_unsupervised: float = 0.25
-    entropy_critical_unsupervised: float = 0.05
+    #: warning when entropy <= entropy_warn * ref, ref = the running peak, capped at
+    #: log(n_classes - 1) with known classes; critical at entropy_critical
+    entropy_warn: float = 0.25
+    entropy_critical: float = 0.05
     #: entropies whose reference stayed below this (nats) are not judged
     entropy_min_peak: float = 1e-3
 
@@ -194,7 +188,7 @@ class CollapseSettings:
     attention_threshold: float = 0.1
     attention_head_fraction: float = 0.5
     attention_deep_fraction: float = 0.5
-    #: entropic overload: in the first overload_early_fraction of the layers, at least
+    #: entropic overload (info): in the first overload_early_fraction of the layers, at least
     #: overload_head_fraction of a layer's heads above overload_threshold after
     #: overload_warmup_steps steps
     overload_threshold: float = 0.75
