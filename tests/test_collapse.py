@@ -138,6 +138,29 @@ def test_saturation_on_either_series():
     assert dead[0].evidence["direction"] == "above" and dead[0].evidence["threshold"] == 0.9
 
 
+def test_saturation_after_learning_is_a_note_and_dead_units_are_always_judged():
+    s = CollapseSettings(patience=1)
+    loss = series("train/loss", [2.3, 1.0, 0.5, 0.2, 0.1], layer=None)
+    late = series("act/saturated_frac", [0.1, 0.2, 0.3, 0.55, 0.6], layer="tanh")
+    got = run(loss + late, s)
+    # the loss is at 0.5 / 2.3 (smoothed) when the units saturate: confident, not stuck
+    assert [(a.step, a.severity) for a in got] == [(3, "info")]
+    assert "confident" in got[0].message and got[0].evidence["loss_first"] == 2.3
+    # saturated from the start, before anything was learned: a warning
+    early = series("act/saturated_frac", [0.6, 0.6, 0.6, 0.6, 0.6], layer="tanh")
+    assert [a.severity for a in run(loss + early, s)] == ["warning"]
+    # with the labels known, "learned" means below half the chance-level cross-entropy: an
+    # inflated first loss (saturated logits) does not make a fast fall look like learning
+    inflated = series("train/loss", [7.8, 4.0, 2.0, 1.9, 1.9], layer=None)
+    sat = series("act/saturated_frac", [0.1, 0.2, 0.3, 0.6, 0.6], layer="tanh")
+    assert [a.severity for a in run(inflated + sat, s)] == ["info"]  # 1.9 <= 0.5 * 7.8
+    ctx = Context(n_classes=10, label_entropy=2.3)
+    assert [a.severity for a in run(inflated + sat, s, context=ctx)] == ["warning"]
+    # dead ReLUs do not come back: judged whatever the loss
+    dead = series("act/dead_frac", [0.1, 0.2, 0.3, 0.55, 0.95], layer="relu")
+    assert [(a.step, a.severity) for a in run(loss + dead, s)] == [(3, "warning"), (4, "critical")]
+
+
 # ------------------------------------------------------------------- memorisation
 
 

@@ -14,10 +14,12 @@ import math
 
 from diagnostics.detectors.base import (
     CRITICAL,
+    INFO,
     WARNING,
     Alert,
     Debounce,
     Detector,
+    RollingMedian,
     Window,
     evidence,
     finite,
@@ -219,19 +221,58 @@ class EntropyCollapse(_FallFromReference):
 class Saturation(Detector):
     """Bounded activations at their bounds (``act/saturated_frac``) or ReLU units that never
     fire (``act/dead_frac``): *warning* at ``saturation_warn`` (0.5) of the units, *critical*
-    at ``saturation_critical`` (0.9)."""
+    at ``saturation_critical`` (0.9).
+
+    Saturated tanh/sigmoid units pass almost no gradient, which stops a network that has not
+    learned yet; a network that has saturates its late layers as its features become
+    confident, which is how tanh networks compress (Saxe et al. 2018): then saturation is only
+    *info*. "Has learned": the training loss is at most ``saturation_learned_loss`` (0.5) of
+    the chance-level cross-entropy H(Y) (``context.label_entropy``, from the probe labels), or
+    of the first recorded loss when the labels are unknown. Dead ReLUs do not come back, so
+    they are judged whatever the loss.
+    """
 
     indicator = "saturation"
     summary = (
-        "A large share of a layer's units saturated (tanh/sigmoid at their bounds) or dead "
-        "(ReLU never firing): Glorot & Bengio 2010; Lu et al. 2019."
+        "A large share of a layer's units saturated (tanh/sigmoid at their bounds) before the "
+        "network learned, or dead (ReLU never firing): Glorot & Bengio 2010; Lu et al. 2019."
     )
 
+    def __init__(self, settings, context=None) -> None:
+        super().__init__(settings, context)
+        self.first_loss: float | None = None
+        self.loss = RollingMedian(5)
+        self.smoothed_loss: float | None = None
+
     def watches(self, metric: str) -> bool:
-        return metric in self.s.saturation_metrics
+        return metric in self.s.saturation_metrics or metric == self.s.loss_metric
+
+    def _loss_reference(self) -> float | None:
+        """Chance-level cross-entropy when the labels are known, else the first loss."""
+        h = self.context.label_entropy
+        return h if h is not None and h > 0 else self.first_loss
+
+    def _learned(self) -> bool:
+        ref, now = self._loss_reference(), self.smoothed_loss
+        return (
+            ref is not None
+            and now is not None
+            and ref > 0
+            and now <= self.s.saturation_learned_loss * ref
+        )
+
+    def observe_step(self, step, rows):
+        rows = sorted(rows, key=lambda r: r[0] != self.s.loss_metric)  # the loss first
+        return super().observe_step(step, rows)
 
     def observe(self, step, metric, layer, value) -> list[Alert]:
         if not finite(value):
+            return []
+        if metric == self.s.loss_metric:
+            if layer is None:
+                if self.first_loss is None:
+                    self.first_loss = value
+                self.smoothed_loss = self.loss.add(value)
             return []
         key = (metric, layer)
         st = self.state.get(key)
@@ -248,17 +289,27 @@ class Saturation(Detector):
             if value >= self.s.saturation_warn
             else 0
         )
+        dead = metric.endswith("dead_frac")
+        learned = not dead and self._learned()
+        if learned and level:
+            level = INFO
         report = st["debounce"].update(level)
         if not report:
             return []
-        name = "saturation_critical" if report == CRITICAL else "saturation_warn"
+        name = "saturation_critical" if value >= self.s.saturation_critical else "saturation_warn"
         threshold = getattr(self.s, name)
-        what = "dead units" if metric.endswith("dead_frac") else "saturated activations"
+        what = "dead units" if dead else "saturated activations"
+        message = f"{value:.0%} {what} in {layer or 'the model'} (threshold {threshold:.0%})"
+        if learned:
+            message += (
+                f", after the training loss fell to {self.smoothed_loss:.3g} (reference "
+                f"{self._loss_reference():.3g}): confident units, not a network that cannot learn"
+            )
         return [
             self.alert(
                 step,
                 report,
-                f"{value:.0%} {what} in {layer or 'the model'} (threshold {threshold:.0%})",
+                message,
                 layer,
                 evidence(
                     metric,
@@ -266,10 +317,23 @@ class Saturation(Detector):
                     st["window"],
                     threshold=threshold,
                     direction="above",
-                    rule=f"value >= {name}",
-                    settings=self.settings_of(
-                        ("saturation_warn", "saturation_critical", "patience")
+                    rule=f"value >= {name}"
+                    + (
+                        ""
+                        if dead
+                        else "; info once loss <= saturation_learned_loss * H(Y) (or first loss)"
                     ),
+                    settings=self.settings_of(
+                        (
+                            "saturation_warn",
+                            "saturation_critical",
+                            "saturation_learned_loss",
+                            "patience",
+                        )
+                    ),
+                    loss_first=self.first_loss,
+                    loss_reference=self._loss_reference(),
+                    loss_now=self.smoothed_loss,
                 ),
             )
         ]

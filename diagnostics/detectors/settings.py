@@ -23,6 +23,7 @@ _FRACTIONS = (
     "entropy_critical",
     "saturation_warn",
     "saturation_critical",
+    "saturation_learned_loss",
     "memorisation_loss_drop",
     "compression_drop",
     "compression_min_ity",
@@ -112,6 +113,10 @@ class CollapseSettings:
     saturation_metrics: tuple[str, ...] = ("act/saturated_frac", "act/dead_frac")
     saturation_warn: float = 0.5
     saturation_critical: float = 0.9
+    #: saturated (not dead) units are only info once the training loss is at or below this
+    #: fraction of the chance-level cross-entropy H(Y) (of the first loss without labels):
+    #: the network has learned, its units are confident
+    saturation_learned_loss: float = 0.5
 
     # ------------------------------------------------------------ memorisation
     dsmi_metric: str = "repr/dsmi_y"
