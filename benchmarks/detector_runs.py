@@ -54,13 +54,18 @@ _DIGITS_METRICS = {
 }
 
 
-def _train_classifier(out, model, layers, *, epochs, lr, every, seed, lr_jump=None, name=""):
+def _train_classifier(
+    out, model, layers, *, epochs, lr, every, seed, lr_jump=None, name="", sgd=False
+):
     import torch
 
     from probes import Monitor
 
     x_train, y_train, x_probe, y_probe = _digits(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    if sgd:
+        opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    else:
+        opt = torch.optim.Adam(model.parameters(), lr=lr)
     metrics = {k: {**v, "every": every} for k, v in _DIGITS_METRICS.items()}
     monitor = Monitor(
         model, out, layers=layers, probe_inputs=x_probe, probe_labels=y_probe, every=every,
@@ -85,6 +90,21 @@ def record_healthy_tanh(out: Path, small: bool, seed: int = 1) -> None:
     model = _mlp("tanh", seed=seed)
     _train_classifier(out, model, ["act1", "act2", "act3", "out"], epochs=120 if small else 400,
                       lr=3e-3, every=4 if small else 10, seed=seed, name="healthy-tanh")  # fmt: skip
+
+
+def record_healthy_fast(out: Path, small: bool, seed: int = 3) -> None:
+    """The digits MLP with a learning rate 3x the sample run's (fast, still converging)."""
+    model = _mlp("relu", seed=seed)
+    _train_classifier(out, model, ["act1", "act2", "act3", "out"], epochs=100 if small else 300,
+                      lr=1e-2, every=4 if small else 10, seed=seed, name="healthy-fast")  # fmt: skip
+
+
+def record_healthy_sgd(out: Path, small: bool, seed: int = 4) -> None:
+    """The digits MLP trained by SGD with momentum (full batch, lr 0.1)."""
+    model = _mlp("relu", seed=seed)
+    _train_classifier(out, model, ["act1", "act2", "act3", "out"], epochs=150 if small else 400,
+                      lr=0.1, every=5 if small else 10, seed=seed, name="healthy-sgd",
+                      sgd=True)  # fmt: skip
 
 
 def record_healthy_cnn(out: Path, small: bool, seed: int = 2) -> None:
@@ -307,6 +327,8 @@ def record_dpo_overoptimisation(out: Path, small: bool, seed: int = 6) -> None:
 
 RECORDERS: dict[str, Callable[[Path, bool], None]] = {
     "healthy-tanh": record_healthy_tanh,
+    "healthy-fast": record_healthy_fast,
+    "healthy-sgd": record_healthy_sgd,
     "healthy-cnn": record_healthy_cnn,
     "lm-pretrain-long": record_lm_pretrain_long,
     "divergent-lr": record_divergent_lr,

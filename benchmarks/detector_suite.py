@@ -7,6 +7,8 @@ The runs are the shipped sample runs plus runs that ``detector_runs.record`` tra
 
 ======================  =====================================================================
 healthy-tanh            digits MLP with tanh units, true labels (healthy)
+healthy-fast            digits MLP with Adam at 1e-2, 3x the sample run's rate (healthy)
+healthy-sgd             digits MLP trained by SGD with momentum (healthy)
 healthy-cnn             a small CNN on the 8x8 digits, true labels (healthy)
 lm-pretrain-long        tiny GPT-2 pretrained for 1200 steps, past the overload warm-up (healthy)
 divergent-lr            digits MLP trained well, then the learning rate raised 300x at step 100
@@ -95,6 +97,8 @@ CASES: tuple[Case, ...] = (
     Case("lm-rl-clipcov", "REINFORCE with Clip-Cov: entropy held up", "lm-rl-clipcov"),
     # ----------------------------------------------------------------- recorded here
     Case("healthy-tanh", "digits MLP, tanh units, true labels: healthy", "recorded"),
+    Case("healthy-fast", "digits MLP, Adam at 1e-2: healthy", "recorded"),
+    Case("healthy-sgd", "digits MLP, SGD with momentum: healthy", "recorded"),
     Case("healthy-cnn", "digits CNN, true labels: healthy", "recorded"),
     Case("lm-pretrain-long", "tiny GPT-2 pretraining past the warm-up: healthy", "recorded"),
     Case("divergent-lr", "learning rate raised 300x at step 100: the loss diverges and every "

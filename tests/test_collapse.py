@@ -44,7 +44,7 @@ def test_every_indicator_has_a_detector_and_one_alert_type():
 
 
 def test_rank_collapse_against_the_classes_the_layer_should_keep():
-    s = CollapseSettings(patience=1)
+    s = CollapseSettings(patience=1, collapse_patience=1)
     ctx = Context(n_classes=10)
     # a classifier layer going from its width at init (48) to about the number of classes is
     # learning (neural collapse), not collapse
@@ -63,7 +63,7 @@ def test_rank_collapse_against_the_classes_the_layer_should_keep():
 
 
 def test_rank_collapse_without_classes_needs_a_deep_fall_from_the_peak():
-    s = CollapseSettings(patience=1)
+    s = CollapseSettings(patience=1, collapse_patience=1)
     # losing two thirds of the rank is not judged without knowing what should remain
     assert run(series("repr/effective_rank", [48, 30, 17, 16]), s) == []
     # peak 11: warning at erank - 1 <= 1 (0.1), critical at erank - 1 <= 0.2 (0.02)
@@ -73,7 +73,7 @@ def test_rank_collapse_without_classes_needs_a_deep_fall_from_the_peak():
 
 
 def test_rank_collapse_ignores_layers_with_nothing_to_lose():
-    s = CollapseSettings(patience=1)
+    s = CollapseSettings(patience=1, collapse_patience=1)
     # a 2-unit output layer: peak 1.8 < rank_min_peak
     assert run(series("repr/effective_rank", [1.8, 1.2, 1.0, 1.0]), s) == []
     # a binary classifier: C - 1 = 1, a rank-1 representation is all it needs
@@ -82,28 +82,50 @@ def test_rank_collapse_ignores_layers_with_nothing_to_lose():
 
 
 def test_patience_needs_consecutive_records():
+    s = CollapseSettings(collapse_patience=2)
     vals = [10, 1.05, 10, 1.05, 10, 1.05, 1.05]
-    assert [a.step for a in run(series("repr/effective_rank", vals))] == [6]
+    assert [a.step for a in run(series("repr/effective_rank", vals), s)] == [6]
+
+
+def test_a_collapse_is_the_loss_of_learned_structure():
+    # the suite's healthy SGD run: its output's entropy dips to about one direction while the
+    # loss sits at chance level, then recovers as the network learns
+    dip = [1.38, 0.71, 0.31, 0.105, 0.22, 0.64, 0.91, 1.2, 1.25, 1.3]
+    loss = [2.30, 2.30, 2.30, 2.29, 2.29, 2.0, 1.5, 1.0, 0.6, 0.4]
+    rows = series("repr/von_neumann", dip) + series("train/loss", loss, layer=None)
+    ctx = Context(n_classes=10, label_entropy=2.3)
+    assert run(rows, context=ctx) == []
+    # without the labels it is judged from the start: 3 records below 25% of the peak
+    assert [(a.step, a.severity) for a in run(rows)] == [(4, "warning")]
+    # once the network learns, a persistent fall of what it learned is a collapse
+    fall = [1.38, 1.2, 1.3, 1.3, 1.35, 1.3, 0.3, 0.05, 0.04, 0.03]
+    rows = series("repr/von_neumann", fall) + series("train/loss", [0.4] * 10, layer=None)
+    got = run(rows, context=ctx)
+    # below 25% of the peak from step 6: held 3 records at step 8; below 5% from step 7
+    assert [(a.step, a.severity) for a in got] == [(8, "warning"), (9, "critical")]
+    assert got[0].evidence["peak"] == 1.38
 
 
 def test_recurrence_after_recovery_is_reported_again():
+    s = CollapseSettings(collapse_patience=2)
     vals = [10, 1.5, 1.5, 10, 10, 1.5, 1.5]
-    alerts = run(series("repr/effective_rank", vals))
+    alerts = run(series("repr/effective_rank", vals), s)
     assert [(a.step, a.severity) for a in alerts] == [(2, "warning"), (6, "warning")]
 
 
 def test_layers_are_independent():
+    s = CollapseSettings(collapse_patience=2)
     rows = series("repr/effective_rank", [10, 1, 1], layer="a") + series(
         "repr/effective_rank", [10, 9, 9], layer="b"
     )
-    assert [(a.layer, a.severity) for a in run(rows)] == [("a", "critical")]
+    assert [(a.layer, a.severity) for a in run(rows, s)] == [("a", "critical")]
 
 
 # --------------------------------------------------------------- entropy collapse
 
 
 def test_entropy_collapse_against_its_reference():
-    s = CollapseSettings(patience=1)
+    s = CollapseSettings(patience=1, collapse_patience=1)
     # warning at 25% of the reference (here the peak, 3.0), critical at 5%
     alerts = run(series("repr/dse", [2.0, 3.0, 1.6, 0.7, 0.5, 0.14]), s)
     assert [(a.step, a.severity) for a in alerts] == [(3, "warning"), (5, "critical")]
@@ -123,7 +145,7 @@ def test_entropy_collapse_against_its_reference():
 
 
 def test_saturation_on_either_series():
-    s = CollapseSettings(patience=1)
+    s = CollapseSettings(patience=1, collapse_patience=1)
     alerts = run(
         series("act/saturated_frac", [0.1, 0.55, 0.95], layer="tanh")
         + series("act/dead_frac", [0.0, 0.2, 0.4], layer="relu"),
@@ -139,7 +161,7 @@ def test_saturation_on_either_series():
 
 
 def test_saturation_after_learning_is_a_note_and_dead_units_are_always_judged():
-    s = CollapseSettings(patience=1)
+    s = CollapseSettings(patience=1, collapse_patience=1)
     loss = series("train/loss", [2.3, 1.0, 0.5, 0.2, 0.1], layer=None)
     late = series("act/saturated_frac", [0.1, 0.2, 0.3, 0.55, 0.6], layer="tanh")
     got = run(loss + late, s)
@@ -261,7 +283,7 @@ def test_compression_onset_ignores_the_initial_transient_and_small_drifts():
 
 
 def test_compression_onset_skips_the_output_layer_from_the_context():
-    s = CollapseSettings(patience=1)
+    s = CollapseSettings(patience=1, collapse_patience=1)
     rows = _plane([2.0, 2.6, 2.4, 1.5, 1.0], [0.3, 0.45, 0.6, 0.66, 0.66], layer="output")
     assert [a.layer for a in run(rows, s)] == ["output"]
     assert run(rows, s, context=Context(output_layers=("output",))) == []
@@ -273,7 +295,7 @@ def test_compression_onset_skips_the_output_layer_from_the_context():
 
 
 def test_loss_divergence():
-    s = CollapseSettings(patience=1)
+    s = CollapseSettings(patience=1, collapse_patience=1)
     healthy = series("train/loss", [2.3, 1.2, 0.5, 0.1, 0.01, 0.003, 0.009, 0.002], layer=None)
     assert run(healthy, s) == []
     exploding = series("train/loss", [2.3, 2.0, 3.0, 6.0, 8.0, 30.0, 50.0, 60.0], layer=None)
@@ -294,7 +316,8 @@ def test_loss_divergence():
 
 def test_nan_values_are_ignored_by_the_representation_rules():
     vals = [10, float("nan"), 1.0, 1.0]
-    assert [a.step for a in run(series("repr/effective_rank", vals))] == [3]
+    s = CollapseSettings(collapse_patience=2)
+    assert [a.step for a in run(series("repr/effective_rank", vals), s)] == [3]
 
 
 def test_online_equals_offline_replay():
@@ -303,17 +326,19 @@ def test_online_equals_offline_replay():
     )
     rows.sort(key=lambda r: r[0])
     ctx = Context(n_classes=5)
-    det = CollapseDetector(context=ctx)
+    s = CollapseSettings(collapse_patience=2)
+    det = CollapseDetector(s, context=ctx)
     online = []
     for step in sorted({r[0] for r in rows}):
         online += det.update(step, [(m, lay, v) for s, m, lay, v in rows if s == step])
     frame = pd.DataFrame(rows, columns=["step", "metric", "layer", "value"])
-    assert online == detect_collapse(frame, context=ctx)
+    assert online == detect_collapse(frame, s, context=ctx)
     assert {a.indicator for a in online} == {"rank_collapse", "saturation"}
 
 
 def test_indicator_subset_settings_and_context_validation():
-    rows = series("repr/effective_rank", [10, 1, 1]) + series("act/dead_frac", [0.95, 0.95])
+    rows = series("repr/effective_rank", [10, 1, 1, 1, 1]) + series("act/dead_frac", [0.95, 0.95])
+    assert {a.indicator for a in run(rows)} == {"saturation", "rank_collapse"}
     assert {a.indicator for a in run(rows, indicators=["saturation"])} == {"saturation"}
     with pytest.raises(ValueError, match="indicators"):
         CollapseDetector(indicators=["nope"])
@@ -340,7 +365,7 @@ def test_indicator_subset_settings_and_context_validation():
 def test_alert_write_to_run_log(tmp_path):
     from diagnostics import RunWriter, open_run
 
-    alerts = run(series("repr/effective_rank", [10, 1, 1]))
+    alerts = run(series("repr/effective_rank", [10, 1, 1, 1, 1]))
     with RunWriter(tmp_path) as w:
         for a in alerts:
             a.write_to(w)

@@ -584,7 +584,7 @@ def test_collapse_alerts_written_once(tmp_path):
     register_metric("test/rank", fake_rank, outputs="repr/effective_rank", overwrite=True)
     try:
         mon = Monitor(mlp(), tmp_path, layers=["1"], probe_inputs=data()[0], every=1,
-                      metrics=["test/rank"])  # fmt: skip
+                      metrics=["test/rank"], collapse={"collapse_patience": 2})  # fmt: skip
         for s in range(8):
             mon.step(s)
         mon.close()

@@ -28,7 +28,20 @@ from diagnostics.detectors.base import (
 
 class _FallFromReference(Detector):
     """Shared rule: a series falls to a fraction of a reference (its running peak, capped by
-    what the layer should keep when the context knows the classes), per series, debounced."""
+    what the layer should keep when the context knows the classes), per series, debounced over
+    ``collapse_patience`` records (a collapse persists).
+
+    A collapse is the loss of *learned* structure: with the labels known
+    (``context.label_entropy``), the peak is taken from the first record at which the training
+    loss is ``collapse_learning_drop`` (10%) below the chance-level cross-entropy H(Y) on.
+    Before that a representation is still its initialisation, and early optimisation may
+    concentrate it for a while and let it recover (the suite's healthy SGD run dips to one
+    direction for 30 steps while its loss sits at chance). Without labels, from the start."""
+
+    def __init__(self, settings, context=None) -> None:
+        super().__init__(settings, context)
+        self.loss = RollingMedian(5)
+        self.learning = self.context.label_entropy is None or self.context.label_entropy <= 0
 
     def _reference(self, peak: float) -> float:  # pragma: no cover - interface
         raise NotImplementedError
@@ -43,21 +56,37 @@ class _FallFromReference(Detector):
         """(warning fraction, critical fraction, minimum reference)."""
         raise NotImplementedError
 
+    def watches(self, metric: str) -> bool:
+        return metric == self.s.loss_metric or self._watches(metric)
+
+    def observe_step(self, step, rows):
+        rows = sorted(rows, key=lambda r: r[0] != self.s.loss_metric)  # the loss first
+        return super().observe_step(step, rows)
+
     def observe(self, step, metric, layer, value):
         if not finite(value):
+            return []
+        if metric == self.s.loss_metric:
+            if layer is None and not self.learning:
+                drop = self.s.collapse_learning_drop
+                smoothed = self.loss.add(value)
+                self.learning = smoothed <= (1 - drop) * self.context.label_entropy
             return []
         key = (metric, layer)
         st = self.state.get(key)
         if st is None:
             st = self.state[key] = {
-                "peak": value,
-                "peak_step": step,
-                "debounce": Debounce(self.s.patience),
+                "peak": None,
+                "peak_step": None,
+                "debounce": Debounce(self.s.collapse_patience),
                 "window": Window(self.s.evidence_points),
             }
-        if value > st["peak"]:
-            st["peak"], st["peak_step"] = value, step
         st["window"].add(step, value)
+        if not self.learning:
+            st["debounce"].update(0)
+            return []
+        if st["peak"] is None or value > st["peak"]:
+            st["peak"], st["peak_step"] = value, step
         warn, crit, min_ref = self._levels()
         ref = self._reference(st["peak"])
         level = 0
@@ -111,7 +140,7 @@ class RankCollapse(_FallFromReference):
         "for a classifier, else its peak): RankMe, Garrido et al. 2023; Jing et al. 2022."
     )
 
-    def watches(self, metric: str) -> bool:
+    def _watches(self, metric: str) -> bool:
         return metric == self.s.rank_metric
 
     def _supervised(self) -> bool:
@@ -151,7 +180,8 @@ class RankCollapse(_FallFromReference):
                 "rank_warn_unsupervised",
                 "rank_critical_unsupervised",
                 "rank_min_peak",
-                "patience",
+                "collapse_patience",
+                "collapse_learning_drop",
             )
         )
 
@@ -185,7 +215,7 @@ class EntropyCollapse(_FallFromReference):
         "should keep: Liao et al. 2023."
     )
 
-    def watches(self, metric: str) -> bool:
+    def _watches(self, metric: str) -> bool:
         return metric in self.s.entropy_metrics
 
     def _supervised(self) -> bool:
@@ -207,7 +237,13 @@ class EntropyCollapse(_FallFromReference):
 
     def _settings(self):
         return self.settings_of(
-            ("entropy_warn", "entropy_critical", "entropy_min_peak", "patience")
+            (
+                "entropy_warn",
+                "entropy_critical",
+                "entropy_min_peak",
+                "collapse_patience",
+                "collapse_learning_drop",
+            )
         )
 
     def _message(self, metric, layer, value, peak, peak_step, ref, threshold):

@@ -24,6 +24,7 @@ _FRACTIONS = (
     "saturation_warn",
     "saturation_critical",
     "saturation_learned_loss",
+    "collapse_learning_drop",
     "memorisation_loss_drop",
     "compression_drop",
     "compression_min_ity",
@@ -58,6 +59,7 @@ _POSITIVE = (
 #: settings that are integers >= 1
 _COUNTS = (
     "patience",
+    "collapse_patience",
     "evidence_points",
     "lm_window",
     "lm_baseline_points",
@@ -87,7 +89,13 @@ class CollapseSettings:
     #: the training-loss series (memorisation, loss divergence)
     loss_metric: str = "train/loss"
 
-    # ----------------------------------------------------------- rank_collapse
+    # ----------------------------------------------- rank_collapse, entropy_collapse
+    #: consecutive records a rank or entropy collapse must hold
+    collapse_patience: int = 3
+    #: with the labels known, a layer's reference is taken once the training loss is this
+    #: fraction below the chance-level cross-entropy H(Y): a collapse is the loss of learned
+    #: structure, and before learning a representation is still its initialisation
+    collapse_learning_drop: float = 0.1
     rank_metric: str = "repr/effective_rank"
     #: with known classes: warning when erank - 1 <= rank_warn * (ref - 1), where ref is the
     #: rank the layer should keep, min(its peak, n_classes - 1)
