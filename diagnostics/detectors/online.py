@@ -51,7 +51,7 @@ class CollapseDetector:
         What the run tells the detectors beyond its series (:class:`Context`: number of
         classes, label entropy, output layers, layer order).
 
-    >>> det = CollapseDetector(CollapseSettings(patience=1))
+    >>> det = CollapseDetector(CollapseSettings(patience=1, collapse_patience=1))
     >>> det.update(0, [("repr/effective_rank", "fc1", 20.0)])
     []
     >>> [a.severity for a in det.update(1, [("repr/effective_rank", "fc1", 1.2)])]
