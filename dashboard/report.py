@@ -51,6 +51,8 @@ MAX_LINES = 12
 MAX_EVIDENCE = 24
 #: rows of the alert table
 MAX_ALERT_ROWS = 1000
+#: charts of series outside the known families (an imported log's own names), by name
+MAX_OTHER = 24
 
 TRAINING_PREFIXES = ("train/", "val/", "eval/", "test/")
 TRAINING_EXACT = ("rl/reward", "rl/kl", "rl/response_length")
@@ -108,14 +110,9 @@ def _open(run: str | os.PathLike):
         raise ReportError(f"RUN: {exc}{hint}") from None
 
 
-def _drawn(metric: str) -> bool:
-    return (
-        metric.startswith(TRAINING_PREFIXES + REPR_PREFIXES + ("info_plane/",))
-        or metric in TRAINING_EXACT
-        or metric in TOKEN_ENTROPY
-        or metric in ATTENTION
-        or any(metric in chart for chart in LM_CHARTS)
-    )
+def _per_head(metric: str) -> bool:
+    """``attn/entropy/h{H}``-style per-head series (the attention charts show their mean)."""
+    return metric.startswith(("attn/entropy/h", "attn/entropy_norm/h"))
 
 
 def _evidence_metric(alert: pd.Series, metrics: Iterable[str]) -> str | None:
@@ -265,15 +262,13 @@ def build_report(
         metrics = reader.metrics()
         alerts = reader.alerts()
         events = reader.events()
-        wanted = {m for m in metrics if _drawn(m)}
+        wanted = {m for m in metrics if not _per_head(m)}
         wanted |= {
             m for _, a in alerts.iterrows() if (m := _evidence_metric(a, metrics)) in metrics
         }
-        rows = reader.scalars(metrics=sorted(wanted)) if wanted else reader.scalars(metrics=[])
+        rows = reader.scalars(metrics=sorted(wanted))
         run_dir = reader.run_dir
-    rows = rows.assign(
-        metric=rows["metric"].astype(object), layer=rows["layer"].astype(object)
-    ).sort_values("id", kind="stable")
+    rows = rows.assign(metric=rows["metric"].astype(object), layer=rows["layer"].astype(object))
     present = set(rows["metric"].unique())
     doc = H.Document()
     drawn: set[str] = set()
@@ -369,6 +364,12 @@ def build_report(
             "Attention entropy",
             H.paragraph("Mean over heads, per layer (Zhai et al. 2023).") + H.grid(attn),
         )
+
+    other = [m for m in metrics if m not in drawn and not _per_head(m)][:MAX_OTHER]
+    charts = [_line_chart(doc, rows, (m,), unit) for m in other]
+    if any(charts):
+        drawn.update(other)
+        doc.section("other", "Other series", H.grid(charts))
 
     rest = [m for m in metrics if m not in drawn]
     generated = generated or dt.datetime.now(dt.timezone.utc)

@@ -263,12 +263,15 @@ class Document:
             if not_drawn
             else ""
         )
+        plotly = (  # once for every figure; none without figures
+            f'<script type="text/javascript">{get_plotlyjs()}</script>\n' if self.n_figures else ""
+        )
         return (
             '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
             '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
             f'<meta name="generator" content="infoscope {esc(__version__)}">\n'
             f"<title>infoscope report: {esc(title)}</title>\n<style>{CSS}</style>\n"
-            f'<script type="text/javascript">{get_plotlyjs()}</script>\n</head>\n<body>\n'
+            f"{plotly}</head>\n<body>\n"
             f"<header><h1>{esc(title)}</h1>"
             f'<p class="sub">infoscope report · generated <time>{esc(generated)}</time> · '
             f"information quantities in {esc(unit)} · hover a chart for exact values, drag to "

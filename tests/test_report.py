@@ -120,7 +120,8 @@ def test_the_recorded_run_has_what_the_report_draws(mlp):
         alerts = r.alerts()
         metrics = set(r.metrics())
     assert {"warning", "critical"} <= set(alerts["severity"])
-    assert set(alerts["indicator"]) == {"loss_divergence"}
+    # the loss diverges, and the tanh layers saturate as it does
+    assert {"loss_divergence", "saturation"} <= set(alerts["indicator"])
     assert {"info_plane/binning/I_XT", "repr/effective_rank", "train/loss"} <= metrics
 
 
@@ -134,51 +135,55 @@ def test_report_holds_metadata_sections_and_one_plotly(mlp):
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", ours)  # nothing to fetch
     figs = figures(text)
     assert len(figs) == text.count("Plotly.newPlot(") >= 10
+    with open_run(run) as r:
+        meta, n_alerts = r.meta, len(r.alerts())
     for anchor, title in [
         ("overview", "Run"),
-        ("alerts", "Alerts (2)"),
+        ("alerts", f"Alerts ({n_alerts})"),
         ("training", "Training"),
         ("information-plane", "Information plane"),
         ("representations", "Representations"),
+        ("other", "Other series"),  # probe/seconds
     ]:
         assert f'<section id="{anchor}"><h2>{title}</h2>' in text
     assert 'id="language-model"' not in text and 'id="attention"' not in text  # not logged
-    with open_run(run) as r:
-        meta = r.meta
     assert "<h1>tiny-mlp</h1>" in text
     assert meta["created"] in text and "lr_after_step_30" in text
     assert "Sequential(" in text and "Linear(in_features=8, out_features=32" in text  # model
     assert "Detector context" in text and "label_entropy" in text
     assert "training loss rose to" in text  # the alert table's messages
-    assert "probe/seconds" in text.split("<footer>")[1]  # listed as logged but not drawn
 
 
 def test_evidence_is_drawn_with_threshold_and_step(mlp):
+    """One chart per (indicator, layer, severity): the evidence's points with their exact
+    values, the whole logged series under them, the threshold and the alert's step."""
     run, out = mlp
     with open_run(run) as r:
         alerts = r.alerts()
-    critical = alerts[alerts["severity"] == "critical"].iloc[0]
-    ev = critical["evidence"]
-    figs = figures(out.read_text(encoding="utf-8"))
-    evidence = [
-        (traces, layout)
-        for traces, layout in figs.values()
-        if any(t.get("name") == "evidence" for t in traces)
-    ]
-    assert len(evidence) == 2  # the first warning and the first critical alert
-    by_step = {}
-    for traces, layout in evidence:
-        marks = [s for s in layout["shapes"] if s.get("yref") == "paper"]
-        by_step[marks[0]["x0"]] = (traces, layout)
-    traces, layout = by_step[critical["step"]]
-    drawn = next(t for t in traces if t["name"] == "evidence")
-    np.testing.assert_allclose(drawn["customdata"], ev["values"])  # exact logged values
-    assert list(drawn["x"]) == ev["steps"]
-    hline = [s for s in layout["shapes"] if s.get("xref") == "x domain"]
-    assert len(hline) == 1 and hline[0]["y0"] == pytest.approx(ev["threshold"])
-    assert any("fires above" in a.get("text", "") for a in layout["annotations"])
-    whole = next(t for t in traces if t["name"] == "whole run")
-    assert len(whole["x"]) == 50  # the whole logged loss, under the evidence
+        scalars = r.scalars()
+    firsts = alerts.drop_duplicates(subset=["indicator", "layer", "severity"])
+    charts = {}
+    for traces, layout in figures(out.read_text(encoding="utf-8")).values():
+        if any(t.get("name") == "evidence" for t in traces):
+            (mark,) = [s for s in layout["shapes"] if s.get("yref") == "paper"]
+            charts[(layout["title"]["text"], mark["x0"], mark["line"]["color"])] = (traces, layout)
+    assert len(charts) == len(firsts) >= 4
+    for _, alert in firsts.iterrows():
+        ev = alert["evidence"]
+        layer = alert["layer"] if isinstance(alert["layer"], str) else None
+        title = ev["metric"] + (f" · {layer}" if layer else "")
+        color = {"warning": "#ff7f0e", "critical": "#d62728"}[alert["severity"]]
+        traces, layout = charts[(title, alert["step"], color)]
+        drawn = next(t for t in traces if t["name"] == "evidence")
+        np.testing.assert_allclose(drawn["customdata"], ev["values"])  # exact logged values
+        assert list(drawn["x"]) == ev["steps"]
+        (hline,) = [s for s in layout["shapes"] if s.get("xref") == "x domain"]
+        assert hline["y0"] == pytest.approx(ev["threshold"])
+        assert any(f"fires {ev['direction']}" in a.get("text", "") for a in layout["annotations"])
+        whole = next(t for t in traces if t["name"] == "whole run")
+        logged = scalars[scalars["metric"] == ev["metric"]]
+        logged = logged[logged["layer"] == layer] if layer else logged[logged["layer"].isna()]
+        assert len(whole["x"]) == len(logged) > len(ev["steps"]) - 1
 
 
 def test_same_run_same_report(mlp):
@@ -241,6 +246,7 @@ def test_language_model_run_gets_its_sections(runs_root):
     figs = figures(text)
     bands = [t for f in figs.values() for t in f[0] if str(t.get("name", "")).endswith(" mean")]
     assert bands, "no token-entropy band chart"
+    assert "attn/entropy/h0" in text.split("<footer>")[1]  # per-head series: listed, not drawn
 
 
 def test_names_from_the_run_are_escaped(tmp_path):
@@ -252,6 +258,22 @@ def test_names_from_the_run_are_escaped(tmp_path):
     text = R.build_report(tmp_path / "evil")
     assert evil not in text
     assert "&lt;/script&gt;&lt;script&gt;alert(1)&lt;/script&gt;" in text
+
+
+def test_series_outside_the_known_families_and_an_empty_run(tmp_path):
+    """An imported log keeps its own names (``loss``, ``lr``): drawn under Other series.
+    A run with no rows gets its metadata and no plotly.js (nothing to draw)."""
+    with RunWriter(tmp_path / "imported", meta={"name": "from-csv"}) as w:
+        for s in range(30):
+            w.log(s, {"loss": 1.0 / (s + 1), "lr": 1e-3})
+    text = R.build_report(tmp_path / "imported")
+    assert '<section id="other"><h2>Other series</h2>' in text
+    titles = {(f[1].get("title") or {}).get("text") for f in figures(text).values()}
+    assert {"loss", "lr"} <= titles
+    RunWriter(tmp_path / "empty", meta={"name": "nothing yet", "config": {"lr": 0.1}}).close()
+    text = R.build_report(tmp_path / "empty")
+    assert "<h1>nothing yet</h1>" in text and "Configuration" in text
+    assert "Plotly" not in text and len(text.encode()) < 50_000
 
 
 @pytest.mark.slow
@@ -428,7 +450,7 @@ def test_report_renders_in_chromium_with_the_network_blocked(mlp, chromium):
         for fig in drawn:
             assert fig["traces"] > 0 and fig["drawn"] > 0 and fig["paths"] > 0, fig
         assert page.evaluate("() => typeof Plotly") == "object"
-        page.get_by_role("link", name="Alerts (2)").click()  # the table of contents works
+        page.get_by_role("link", name=re.compile(r"^Alerts \(\d+\)$")).click()  # contents
         assert page.evaluate("() => location.hash") == "#alerts"
     finally:
         page.close()
