@@ -1,7 +1,9 @@
-"""`infoscope dashboard`: start the Streamlit dashboard on a runs folder.
+"""The dashboard package's commands: `infoscope dashboard` (start the Streamlit dashboard on a
+runs folder) and `infoscope report` (one run as a self-contained HTML file).
 
-A plugin command: the CLI imports this module through the ``infoscope.commands`` entry
-point (see pyproject.toml), so that ``diagnostics`` never imports the dashboard.
+Plugin commands: the CLI imports this module through the ``infoscope.commands`` entry
+point (see pyproject.toml), so that ``diagnostics`` never imports the dashboard. Each
+handler imports what it needs when it runs, so ``infoscope --help`` stays quick.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import subprocess
 from pathlib import Path
 
 from dashboard.serve import server_env, streamlit_command
-from diagnostics.cli.base import CLIError, Handler, command, default_root
+from diagnostics.cli.base import CLIError, Handler, command, default_root, one_line
 
 
 @command("dashboard", help="open the dashboard (Streamlit) on a runs folder")
@@ -38,5 +40,36 @@ def _dashboard(p: argparse.ArgumentParser) -> Handler:
             return subprocess.call(cmd, env=server_env())
         except KeyboardInterrupt:
             return 0
+
+    return run
+
+
+@command("report", help="write one run as a self-contained HTML report (no server, no network)")
+def _report(p: argparse.ArgumentParser) -> Handler:
+    p.add_argument("run", type=Path, help="the run folder (holding run.sqlite)")
+    p.add_argument(
+        "--out", type=Path, help="the HTML file to write (default: RUN_FOLDER_NAME.html here)"
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    p.add_argument(
+        "--unit",
+        choices=("bits", "nats"),
+        default="bits",
+        help="unit of information quantities (default bits, as the dashboard)",
+    )
+
+    def run(args: argparse.Namespace) -> int:
+        from dashboard.report import ReportError, default_file_name, write_report
+        from diagnostics.runlog import RunLogError
+
+        out = args.out if args.out is not None else Path(default_file_name(args.run))
+        try:
+            size = write_report(args.run, out, overwrite=args.overwrite, unit=args.unit)
+        except (ReportError, RunLogError) as exc:
+            raise CLIError(one_line(exc)) from None
+        except OSError as exc:
+            raise CLIError(one_line(f"--out: cannot write {out}: {exc}")) from None
+        print(f"wrote {out} ({size / 1e6:.1f} MB)")
+        return 0
 
     return run

@@ -7,6 +7,7 @@ import streamlit as st
 
 from dashboard import data as D
 from dashboard import view as V
+from dashboard.report import download_button
 
 st.title("Runs")
 base = D.root()
@@ -105,6 +106,7 @@ for run in runs:
             f"git `{str(meta.get('git_commit') or '–')[:10]}` · infoscope "
             f"{meta.get('infoscope_version', '?')}"
         )
+        download_button(run.path, key=f"report_{run.rel}")
         groups: dict[str, list[str]] = {}
         for m in metrics:
             groups.setdefault(m.split("/")[0], []).append(m)

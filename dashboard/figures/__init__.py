@@ -6,7 +6,8 @@ this package (``from dashboard.figures import line_figure``); the modules are
 :mod:`~dashboard.figures.common` (units, colours, downsampling, smoothing, CSV),
 :mod:`~dashboard.figures.lines`, :mod:`~dashboard.figures.info_plane`,
 :mod:`~dashboard.figures.heatmaps` (heatmaps and distributions),
-:mod:`~dashboard.figures.language_model` and :mod:`~dashboard.figures.alerts`.
+:mod:`~dashboard.figures.language_model`, :mod:`~dashboard.figures.alerts` and
+:mod:`~dashboard.figures.evidence` (one alert's evidence, for the HTML report).
 
 Conventions shared by the builders:
 
@@ -43,6 +44,7 @@ from dashboard.figures.common import (
     to_csv,
     unit_suffix,
 )
+from dashboard.figures.evidence import evidence_figure
 from dashboard.figures.heatmaps import (
     distribution_heatmap_figure,
     heatmap_figure,
@@ -76,6 +78,7 @@ __all__ = [
     "convert_units",
     "distribution_heatmap_figure",
     "entropy_reward_figure",
+    "evidence_figure",
     "fit_entropy_reward",
     "heatmap_figure",
     "histogram_grid",
