@@ -172,7 +172,7 @@ def test_evidence_is_drawn_with_threshold_and_step(mlp):
         ev = alert["evidence"]
         layer = alert["layer"] if isinstance(alert["layer"], str) else None
         title = ev["metric"] + (f" · {layer}" if layer else "")
-        color = {"warning": "#ff7f0e", "critical": "#d62728"}[alert["severity"]]
+        color = {"info": "#1f77b4", "warning": "#ff7f0e", "critical": "#d62728"}[alert["severity"]]
         traces, layout = charts[(title, alert["step"], color)]
         drawn = next(t for t in traces if t["name"] == "evidence")
         np.testing.assert_allclose(drawn["customdata"], ev["values"])  # exact logged values
