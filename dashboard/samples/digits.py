@@ -1,9 +1,10 @@
 """Train a small MLP on scikit-learn's digits with ``probes.Monitor`` attached, with the
-true labels and with random labels (memorisation).
+true labels and with random labels (memorisation): the sample runs ``digits-mlp*``.
 
-    python examples/digits_probes.py                      # both runs -> sample_runs/
+    python examples/digits_probes.py                # both runs -> dashboard/sample_runs/
     python examples/digits_probes.py --root runs --epochs 1000
     python examples/digits_probes.py --labels random      # one run only
+    python -m dashboard.samples.digits --root runs  # the same from an installed wheel
 
 Writes ``ROOT/digits-mlp`` (true labels) and ``ROOT/digits-mlp-random-labels`` and
 prints, per layer, the first and last DSMI with the labels, DSE and effective rank, and
@@ -68,24 +69,31 @@ import math
 import sys
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 from sklearn.datasets import load_digits
 
-# allow `python examples/digits_probes.py` from a source checkout
-_ROOT = Path(__file__).resolve().parents[1]
-if str(_ROOT) not in sys.path:
-    sys.path.insert(0, str(_ROOT))
-
-from diagnostics import RunReader  # noqa: E402
-from probes import Monitor  # noqa: E402
+from diagnostics import RunReader
+from probes import Monitor
 
 SIZES = (64, 128, 64, 32, 10)
 LAYERS = ("act1", "act2", "act3", "out")
 RUN_NAMES = {"true": "digits-mlp", "random": "digits-mlp-random-labels"}
 DEFAULT_EPOCHS = {"true": 600, "random": 3000}
+#: the one line the dashboard's Runs page shows for each run (meta ``story``), and the
+#: dashboard pages that open on it when no run is picked (meta ``showcase``)
+STORIES = {
+    "true": "True labels: DSMI with the labels rises as the MLP learns the digits "
+    "(compare with the random-label run).",
+    "random": "Random labels: the MLP memorises them; DSMI with the true labels does not "
+    "rise and the memorisation detector fires.",
+}
+SHOWCASE = {"true": ["representations", "compare"], "random": ["representations", "compare"]}
+#: where ``main`` writes by default: the sample runs shipped with the dashboard
+SAMPLE_RUNS = Path(__file__).resolve().parents[1] / "sample_runs"
 
 
 @dataclass
@@ -159,9 +167,19 @@ def metrics(config: Config) -> dict:
     return out
 
 
-def run(config: Config, out: str | Path | None, *, overwrite: bool = False, verbose=True):
+def run(
+    config: Config,
+    out: str | Path | None,
+    *,
+    overwrite: bool = False,
+    verbose: bool = True,
+    progress: Callable[[int], object] | None = None,
+):
     """Train and probe; write the run to ``out`` (``None``: nothing written). Returns
-    ``(monitor, seconds)``; ``monitor.alerts`` holds the detectors' alerts."""
+    ``(monitor, seconds)``; ``monitor.alerts`` holds the detectors' alerts.
+
+    ``progress``: called with 1 after each of the ``config.epochs + 1`` epochs (e.g. a
+    tqdm bar's ``update``)."""
     t0 = time.perf_counter()
     if out is not None:
         db = Path(out) / "run.sqlite"
@@ -184,7 +202,8 @@ def run(config: Config, out: str | Path | None, *, overwrite: bool = False, verb
         budget=None,
         seed=config.seed,
         name=RUN_NAMES[config.labels] if out is None else Path(out).name,
-        config={**asdict(config), "recipe": "examples/digits_probes.py"},
+        config={**asdict(config), "recipe": "dashboard/samples/digits.py"},
+        meta={"story": STORIES[config.labels], "showcase": SHOWCASE[config.labels]},
     )
     with monitor:
         for epoch in range(config.epochs + 1):
@@ -208,6 +227,8 @@ def run(config: Config, out: str | Path | None, *, overwrite: bool = False, verb
                 monitor.record(epoch)  # the final state, off the cadence
             if epoch < config.epochs:
                 opt.step()
+            if progress is not None:
+                progress(1)
     seconds = time.perf_counter() - t0
     if verbose:
         print(f"{RUN_NAMES[config.labels]}: {config.epochs} epochs in {seconds:.1f} s")
@@ -242,9 +263,11 @@ def summary(run_dir: str | Path) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--root", type=Path, default=Path("sample_runs"), help="parent of the runs")
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
+    p.add_argument(
+        "--root", type=Path, default=SAMPLE_RUNS, help="parent of the runs (the sample runs)"
+    )
     p.add_argument("--labels", choices=["both", "true", "random"], default="both")
     p.add_argument("--epochs", type=int, default=0, help="0: 600 (true), 3000 (random)")
     p.add_argument("--points", type=int, default=Config.points, help="recorded steps")

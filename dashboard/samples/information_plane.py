@@ -1,7 +1,11 @@
 """Reproduce the information plane of the 12-bit task: tanh compresses, ReLU does not.
 
+It records the sample runs ``information-plane-tanh`` and ``-relu`` (``infoscope demo
+--regenerate``). By hand:
+
     python examples/information_plane.py --activation tanh --epochs 4000 --out runs/ip-tanh
     infoscope reproduce information-plane --activation relu --epochs 4000 --out runs/ip-relu
+    python -m dashboard.samples.information_plane --out runs/ip-tanh   # from a wheel
 
 Shwartz-Ziv & Tishby (2017) trained a 12-10-7-5-4-3-2 tanh network on a 12-bit task and
 saw every layer's binned I(X; T) rise (fitting) and then fall (compression) while
@@ -41,6 +45,7 @@ import math
 import sys
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -48,19 +53,22 @@ import numpy as np
 import pandas as pd
 import torch
 
-# allow `python examples/information_plane.py` from a source checkout
-_ROOT = Path(__file__).resolve().parents[1]
-if str(_ROOT) not in sys.path:
-    sys.path.insert(0, str(_ROOT))
-
-from diagnostics import tishby_dataset  # noqa: E402
-from probes import Monitor  # noqa: E402
-from probes.cadence import Steps  # noqa: E402
+from diagnostics import tishby_dataset
+from probes import Monitor
+from probes.cadence import Steps
 
 SIZES = (12, 10, 7, 5, 4, 3, 2)
 ACTIVATIONS = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}
 #: binning options per activation (see the module docstring)
 BINNING = {"tanh": {"bins": 30, "value_range": (-1.0, 1.0)}, "relu": {"bin_size": 0.07}}
+#: the one line the dashboard's Runs page shows for each run (meta ``story``), and the
+#: dashboard pages that open on it when no run is picked (meta ``showcase``)
+STORIES = {
+    "tanh": "tanh network on the 12-bit task: the layers fit (I(X;T) and I(T;Y) rise), "
+    "then compress (I(X;T) falls) - Shwartz-Ziv & Tishby (2017).",
+    "relu": "The same network with ReLU: the layers fit but do not compress - Saxe et al. (2018).",
+}
+SHOWCASE = ["runs", "information-plane"]
 
 
 @dataclass
@@ -196,12 +204,14 @@ def run(
     data: tuple[torch.Tensor, torch.Tensor] | None = None,
     overwrite: bool = False,
     verbose: bool = True,
+    progress: Callable[[int], object] | None = None,
 ) -> Result:
     """Train, record and estimate; write a run to ``out`` (none if ``None``).
 
     ``data``: optional ``(x, y)`` to use instead of :func:`diagnostics.tishby_dataset`
     (e.g. the stored ``var_u.mat``). An existing run at ``out`` is refused unless
-    ``overwrite`` (then its ``run.sqlite`` is replaced).
+    ``overwrite`` (then its ``run.sqlite`` is replaced). ``progress``: called with 1
+    after each of the ``config.epochs + 1`` epochs (e.g. a tqdm bar's ``update``).
     """
     t_start = time.perf_counter()
     if out is not None:
@@ -237,8 +247,12 @@ def run(
         binning=config.binning,
         run=out,
         name=None if out is None else Path(out).name,
-        config={**asdict(config), "recipe": "examples/information_plane.py"},
-        meta={"model_summary": str(model)},
+        config={**asdict(config), "recipe": "dashboard/samples/information_plane.py"},
+        meta={
+            "model_summary": str(model),
+            "story": STORIES[config.activation],
+            "showcase": SHOWCASE,
+        },
     )
     record = set(epochs)
     planes: list[dict] = []
@@ -278,6 +292,8 @@ def run(
             sec["probes"] += time.perf_counter() - t0
             if epoch in record:
                 planes.extend(_plane_rows(recorded, epoch, monitor.layers))
+            if progress is not None:
+                progress(1)
             if epoch == config.epochs:
                 break
             t0 = time.perf_counter()

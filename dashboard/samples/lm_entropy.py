@@ -1,7 +1,8 @@
 """Token-entropy dynamics of a tiny GPT-2: pretraining, then RL with and without Clip-Cov.
 
-    python examples/lm_entropy.py                       # writes three runs to sample_runs/
+    python examples/lm_entropy.py              # three runs -> dashboard/sample_runs/
     python examples/lm_entropy.py --out runs --rl-steps 300
+    python -m dashboard.samples.lm_entropy --out runs   # the same from an installed wheel
 
 1. **Pretraining** (``lm-pretrain``): a randomly initialised 2-layer GPT-2 (eager attention,
    no dropout) learns text from a synthetic grammar, ``next = (3 * cur + c) mod V`` with
@@ -36,23 +37,39 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import sys
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-# allow `python examples/lm_entropy.py` from a source checkout
-_ROOT = Path(__file__).resolve().parents[1]
-if str(_ROOT) not in sys.path:
-    sys.path.insert(0, str(_ROOT))
-
-from diagnostics import open_run  # noqa: E402
-from diagnostics.estimators import entropy_advantage_covariance  # noqa: E402
-from probes.lm import LMMonitor  # noqa: E402
+from diagnostics import open_run
+from diagnostics.estimators import entropy_advantage_covariance
+from probes.lm import LMMonitor
 
 VOCAB = 48
+#: the runs, in the order they are recorded
+NAMES = ("lm-pretrain", "lm-rl-baseline", "lm-rl-clipcov")
+#: the one line the dashboard's Runs page shows for each run (meta ``story``), and the
+#: dashboard pages that open on it when no run is picked (meta ``showcase``)
+STORIES = {
+    "lm-pretrain": "A tiny GPT-2 learns a synthetic grammar: token entropy falls towards "
+    "the grammar's entropy rate (1.1 nats).",
+    "lm-rl-baseline": "RL without intervention: the token entropy collapses while the "
+    "reward saturates (token-entropy collapse alerts).",
+    "lm-rl-clipcov": "RL with a Clip-Cov-like intervention: clipping the high-covariance "
+    "tokens keeps the token entropy up.",
+}
+SHOWCASE = {
+    "lm-pretrain": [],
+    "lm-rl-baseline": ["language-model", "collapse"],
+    "lm-rl-clipcov": ["language-model"],
+}
+#: where ``main`` writes by default: the sample runs shipped with the dashboard
+SAMPLE_RUNS = Path(__file__).resolve().parents[1] / "sample_runs"
+Progress = Callable[[int], object] | None
+RECIPE = {"recipe": "dashboard/samples/lm_entropy.py"}
 
 
 def grammar(n: int, length: int, g: torch.Generator) -> torch.Tensor:
@@ -84,16 +101,17 @@ def build_model(seed: int):
     return GPT2LMHeadModel(cfg)
 
 
-def pretrain(model, run: Path, *, steps: int, seed: int) -> None:
+def pretrain(model, run: Path, *, steps: int, seed: int, progress: Progress = None) -> None:
     g = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    config = {"phase": "pretrain", "steps": steps, "batch": 16, "seq": 32, "lr": 3e-3}
+    config = {"phase": "pretrain", "steps": steps, "batch": 16, "seq": 32, "lr": 3e-3, **RECIPE}
     with LMMonitor(
         model,
         run,
         every=5,
         name=run.name,
         config=config,
+        meta=_meta(run.name),
         lm_collapse={"token_entropy_collapse": False, "over_optimisation": False},
     ) as mon:
         model.train()
@@ -104,9 +122,23 @@ def pretrain(model, run: Path, *, steps: int, seed: int) -> None:
             opt.step()
             opt.zero_grad()
             mon.step(step, loss=out.loss.detach())
+            if progress is not None:
+                progress(1)
 
 
-def rl(model, run: Path, *, steps: int, clip_fraction: float, seed: int) -> None:
+def _meta(name: str) -> dict:
+    return {"story": STORIES[name], "showcase": SHOWCASE[name]} if name in STORIES else {}
+
+
+def rl(
+    model,
+    run: Path,
+    *,
+    steps: int,
+    clip_fraction: float,
+    seed: int,
+    progress: Progress = None,
+) -> None:
     prompts_n, group, prompt_len, resp_len, lr = 4, 8, 4, 8, 2e-3
     target = torch.zeros(VOCAB, dtype=torch.bool)
     target[::4] = True
@@ -122,8 +154,9 @@ def rl(model, run: Path, *, steps: int, clip_fraction: float, seed: int) -> None
         "response_tokens": resp_len,
         "lr": lr,
         "reward": "share of response tokens in {0, 4, 8, ...}",
+        **RECIPE,
     }
-    with LMMonitor(model, run, every=1, name=run.name, config=config) as mon:
+    with LMMonitor(model, run, every=1, name=run.name, config=config, meta=_meta(run.name)) as mon:
         for step in range(steps):
             seq = grammar(prompts_n, prompt_len, g).repeat_interleave(group, 0)
             model.eval()
@@ -161,6 +194,42 @@ def rl(model, run: Path, *, steps: int, clip_fraction: float, seed: int) -> None
                 answers=answers,
             )
             mon.step(step, loss=loss.detach())
+            if progress is not None:
+                progress(1)
+
+
+def record(
+    out: str | Path,
+    *,
+    steps: int = 200,
+    rl_steps: int = 150,
+    clip_fraction: float = 0.1,
+    seed: int = 0,
+    progress: Callable[[str], Progress] | None = None,
+) -> list[Path]:
+    """Pretrain, then the two RL runs from the same weights; write :data:`NAMES` below
+    ``out`` (replacing runs of those names). Returns the run folders.
+
+    ``progress``: called with a run's name before it is recorded; what it returns (if
+    not None) is called with 1 after each step of that run."""
+    out = Path(out)
+    for n in NAMES:
+        shutil.rmtree(out / n, ignore_errors=True)
+    bar = progress or (lambda name: None)
+    model = build_model(seed)
+    pretrain(model, out / NAMES[0], steps=steps, seed=seed, progress=bar(NAMES[0]))
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    for name, clip in ((NAMES[1], 0.0), (NAMES[2], clip_fraction)):
+        model.load_state_dict(state)
+        rl(
+            model,
+            out / name,
+            steps=rl_steps,
+            clip_fraction=clip,
+            seed=seed + 1,
+            progress=bar(name),
+        )
+    return [out / n for n in NAMES]
 
 
 def summarise(run: Path) -> str:
@@ -177,9 +246,9 @@ def summarise(run: Path) -> str:
     return "; ".join(parts)
 
 
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", default=str(_ROOT / "sample_runs"), help="folder of the runs")
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    ap = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
+    ap.add_argument("--out", type=Path, default=SAMPLE_RUNS, help="folder of the runs")
     ap.add_argument("--steps", type=int, default=200, help="pretraining steps")
     ap.add_argument("--rl-steps", type=int, default=150, help="RL steps per run")
     ap.add_argument("--clip-fraction", type=float, default=0.1)
@@ -188,21 +257,19 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore", message=".*loss_type=None.*")
-    out = Path(args.out)
-    names = ("lm-pretrain", "lm-rl-baseline", "lm-rl-clipcov")
-    for n in names:
-        shutil.rmtree(out / n, ignore_errors=True)
     t0 = time.perf_counter()
-    model = build_model(args.seed)
-    pretrain(model, out / names[0], steps=args.steps, seed=args.seed)
-    state = {k: v.clone() for k, v in model.state_dict().items()}
-    for name, clip in ((names[1], 0.0), (names[2], args.clip_fraction)):
-        model.load_state_dict(state)
-        rl(model, out / name, steps=args.rl_steps, clip_fraction=clip, seed=args.seed + 1)
-    for n in names:
-        print(summarise(out / n))
+    runs = record(
+        args.out,
+        steps=args.steps,
+        rl_steps=args.rl_steps,
+        clip_fraction=args.clip_fraction,
+        seed=args.seed,
+    )
+    for run in runs:
+        print(summarise(run))
     print(f"wall time {time.perf_counter() - t0:.1f} s")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
