@@ -37,11 +37,16 @@ def mark_chosen() -> None:
 
 
 def select_defaults(base: Path, rels: list[str], page: str) -> None:
-    """Before the sidebar's run picker is drawn: unless the reader picked runs (or the
-    URL named readable ones on arrival), put ``page``'s default runs in it."""
+    """Before the sidebar's run picker is drawn: unless the reader picked runs (or
+    arrived on a URL naming other runs than ``page``'s default), put ``page``'s default
+    runs in it. (A page's default selection shows in the URL too; reloading it still
+    counts as no pick.)"""
     state = st.session_state
     if CHOSEN not in state:  # the session's first run: did the URL name runs?
-        state[CHOSEN] = any(r in rels for r in st.query_params.get_all("run"))
+        named = [r for r in dict.fromkeys(st.query_params.get_all("run")) if r in rels]
+        state[CHOSEN] = bool(named) and named != default_runs(base, rels, page)
+        if named and not state[CHOSEN]:
+            state[DEFAULT_FOR] = page  # the URL holds this page's default already
     if state[CHOSEN] or state.get(DEFAULT_FOR) == page:
         return
     state["run"] = default_runs(base, rels, page)

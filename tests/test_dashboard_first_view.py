@@ -61,6 +61,14 @@ def test_a_selection_named_in_the_url_stays_on_every_page(runs_root, monkeypatch
     assert _switch(at, "collapse").multiselect(key="run").value == ["ib/tanh"]
 
 
+def test_a_url_naming_the_default_selection_is_no_pick(runs_root, monkeypatch):
+    """A page's default selection shows in the URL; reloading that URL (or sharing it)
+    opens the same view and leaves the other pages on their own defaults."""
+    at = open_page(runs_root, "runs", monkeypatch, run=FIRST_VIEW["runs"])
+    assert at.multiselect(key="run").value == FIRST_VIEW["runs"]
+    assert _switch(at, "language-model").multiselect(key="run").value == ["lm/grpo"]
+
+
 def test_the_empty_state_button_is_a_pick_that_stays(runs_root, monkeypatch):
     at = open_page(runs_root, "language-model", monkeypatch, run=["ib/tanh"])
     (button,) = [b for b in at.button if "language-model" in b.label]
