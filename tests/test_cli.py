@@ -170,24 +170,21 @@ def test_demo_regenerate_refuses_to_replace_runs(tmp_path):
 
 @pytest.mark.slow
 def test_demo_regenerate_records_the_sample_runs_with_progress_bars(tmp_path):
-    """The shortened recording (``--quick``) of the information-plane pair: what
-    ``--regenerate`` writes is what the dashboard's first view reads (story, showcase)."""
-    out = infoscope(
-        "demo", "--regenerate", str(tmp_path / "new"), "--quick", "--only", "information-plane"
-    )
+    """The shortened recording (``--quick``) of the digits pair (the cheapest group):
+    what ``--regenerate`` writes is what the dashboard's first view reads (story,
+    showcase)."""
+    out = infoscope("demo", "--regenerate", str(tmp_path / "new"), "--quick", "--only", "digits")
     assert out.returncode == 0, out.stderr[-2000:]
-    for name in ("information-plane-tanh", "information-plane-relu"):
-        assert f"{name}" in out.stderr and "501/501" in out.stderr  # its tqdm bar, full
+    stories = {"digits-mlp": "True labels", "digits-mlp-random-labels": "Random labels"}
+    for name, epochs in (("digits-mlp", 101), ("digits-mlp-random-labels", 401)):
+        assert f"{name} " in out.stderr and f"{epochs}/{epochs}" in out.stderr  # a full bar
         with RunReader(tmp_path / "new" / name) as r:
             assert r.status == "finished"
-            assert "info_plane/binning/I_XT" in r.metrics()
-            assert r.meta["showcase"] == ["runs", "information-plane"]
-            assert r.meta["story"].startswith(("tanh", "The same network with ReLU"))
+            assert {"repr/dsmi_y", "info_plane/binning/I_XT"} <= set(r.metrics())
+            assert r.meta["showcase"] == ["representations", "compare"]
+            assert r.meta["story"].startswith(stories[name])
     assert f"infoscope dashboard {tmp_path / 'new'}" in out.stdout
-    assert sorted(p.name for p in (tmp_path / "new").iterdir()) == [
-        "information-plane-relu",
-        "information-plane-tanh",
-    ]
+    assert sorted(p.name for p in (tmp_path / "new").iterdir()) == sorted(stories)
 
 
 def test_dashboard_command_is_a_plugin_of_the_dashboard_package():
