@@ -26,8 +26,10 @@ from diagnostics.runlog import RunLogError, open_run
 #: whose default selection is showing
 CHOSEN = "_run_chosen"
 DEFAULT_FOR = "_run_default_for"
-#: runs looked at (in listing order) when choosing a page's default selection
+#: runs looked at (in listing order) when choosing a page's default selection, and how
+#: many of them with an information plane have their trajectories read to compare them
 MAX_SCAN = 50
+MAX_PLANES = 10
 
 
 # ---------------------------------------------------------------- default selection
@@ -87,9 +89,12 @@ def _with(runs: list[D.Run], has: Callable[[set[str]], bool], k: int = 2) -> lis
 
 def _info_plane(base: Path, runs: list[D.Run]) -> list[D.Run]:
     """The two runs whose information-plane trajectories visit the most distinct
-    positions (a run whose layers sit still makes no point)."""
+    positions (a run whose layers sit still makes no point), among the first
+    :data:`MAX_PLANES` runs with one."""
     scored = []
     for r in runs:
+        if len(scored) == MAX_PLANES:
+            break
         names = set(D.metric_names(r))
         ests = [m.split("/")[1] for m in names if m.startswith("info_plane/") and "/I_XT" in m]
         ests = [e for e in ests if f"info_plane/{e}/I_TY" in names]
