@@ -3,8 +3,8 @@ navigation between the pages in ``dashboard/app_pages/``.
 
 Run this file (``infoscope dashboard [ROOT]`` does: ``streamlit run .../dashboard/app.py --
 --root ROOT``), or the checkout's top-level ``app.py``, which calls :func:`main`. Reads run
-logs below its root folder only (``--root``, else ``$INFOSCOPE_ROOT``, else
-``sample_runs/``) and never imports torch. Every view setting is bound to the URL, so a
+logs below its root folder only (``--root``, else ``$INFOSCOPE_ROOT``, else ``./runs`` or
+the sample runs) and never imports torch. Every view setting is bound to the URL, so a
 view can be shared by copying the address.
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from dashboard import data, view
+from dashboard import data, stories, view
 
 #: The page scripts. st.Page gets absolute paths, so they resolve whichever file
 #: Streamlit was started on (this one or the checkout's ``app.py``).
@@ -39,18 +39,23 @@ def pages() -> list:
     ]
 
 
-def sidebar() -> None:
-    """Run selection and the display settings every page reads (:func:`view.settings`)."""
+def sidebar(page: str) -> None:
+    """Run selection and the display settings every page reads (:func:`view.settings`).
+
+    Until the reader picks runs (or arrives on a URL naming some), each ``page`` (its
+    URL path; ``runs`` for the first) opens on its own default runs
+    (:func:`stories.select_defaults`)."""
     base = data.root()
     rels = data.run_list(str(base)) if base.is_dir() else []
     with st.sidebar:
         st.caption(f"Runs folder: `{base}`")
         if rels:
+            stories.select_defaults(base, rels, page)
             st.multiselect(
                 "Runs",
                 rels,
-                default=data.default_runs(base, rels),
                 key="run",
+                on_change=stories.mark_chosen,
                 placeholder="Pick runs",
                 help="Runs below the runs folder. Several runs are shown side by side.",
                 **view.URL,
@@ -104,8 +109,9 @@ def sidebar() -> None:
 def main() -> None:
     """One run of the app script: set up the page, draw the sidebar, run the chosen page."""
     st.set_page_config(page_title="infoscope", page_icon=":material/insights:", layout="wide")
-    sidebar()
-    st.navigation(pages()).run()
+    page = st.navigation(pages())
+    sidebar(page.url_path or "runs")
+    page.run()
 
 
 if __name__ == "__main__":  # Streamlit runs this file as __main__

@@ -28,7 +28,8 @@ MAX_CACHED_FRAMES = 24
 # ---------------------------------------------------------------------------- root
 def root() -> Path:
     """The runs folder: ``--root DIR`` after ``--`` on the ``streamlit run`` command line,
-    else ``$INFOSCOPE_ROOT``, else ``sample_runs/`` (as ``infoscope dashboard`` picks it)."""
+    else ``$INFOSCOPE_ROOT``, else ``./runs`` or the sample runs (as ``infoscope
+    dashboard`` picks it)."""
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--root")
     args, _ = parser.parse_known_args(sys.argv[1:])
@@ -137,15 +138,6 @@ def selected_runs() -> list[Run]:
     row id)."""
     base = root()
     return [probe_run(base, rel) for rel in st.session_state.get("run", []) or []]
-
-
-def default_runs(base: Path, rels: list[str]) -> list[str]:
-    """The sidebar's selection when the URL names none: the first readable run."""
-    for rel in rels:
-        run = probe_run(base, rel)
-        if run.ok:
-            return [rel]
-    return rels[:1]
 
 
 # ------------------------------------------------------------------- data loading

@@ -19,6 +19,8 @@ from pathlib import Path
 APP = Path(__file__).resolve().with_name("app.py")
 #: the folder that holds this ``dashboard`` package (and, in a checkout, ``diagnostics``)
 PACKAGE_PARENT = APP.parent.parent
+#: the recorded runs shipped with the package (``infoscope demo`` opens them)
+SAMPLE_RUNS = APP.with_name("sample_runs")
 
 
 def streamlit_command(

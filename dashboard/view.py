@@ -13,6 +13,7 @@ import streamlit as st
 
 from dashboard import figures as F
 from dashboard.data import Run, metric_names, probe_run, root, run_list, selected_runs
+from dashboard.stories import mark_chosen
 from diagnostics.runlog import RunLogError, open_run
 
 #: Query-parameter binding and session persistence for every view-state widget, so a
@@ -87,6 +88,7 @@ def run_every(runs: list[Run]) -> float | None:
 
 def _select_runs(rels: list[str]) -> None:
     st.session_state["run"] = rels
+    mark_chosen()  # a pick of the reader: it stays on every page
 
 
 def suggest_runs(has: Callable[[list[str]], bool], what: str, *, limit: int = 4) -> None:

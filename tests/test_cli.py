@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from diagnostics import RunWriter
+from diagnostics import RunReader, RunWriter
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -114,14 +114,77 @@ def test_dashboard_binds_to_localhost_by_default(runs):
     assert cmd[cmd.index("--server.port") + 1] == "9999"
 
 
-def test_dashboard_default_root_is_sample_runs(tmp_path):
-    (tmp_path / "sample_runs").mkdir()
-    out = infoscope("dashboard", "--dry-run", cwd=tmp_path)
+SAMPLE_RUNS = ROOT / "dashboard" / "sample_runs"
+
+
+def _root_of(out: subprocess.CompletedProcess) -> str:
     assert out.returncode == 0, out.stderr
     cmd = out.stdout.split()
-    assert cmd[cmd.index("--root") + 1] == str((tmp_path / "sample_runs").resolve())
+    return cmd[cmd.index("--root") + 1]
+
+
+def test_dashboard_default_root_is_runs_else_the_sample_runs(tmp_path):
+    assert _root_of(infoscope("dashboard", "--dry-run", cwd=tmp_path)) == str(SAMPLE_RUNS)
+    (tmp_path / "runs").mkdir()
+    out = infoscope("dashboard", "--dry-run", cwd=tmp_path)
+    assert _root_of(out) == str((tmp_path / "runs").resolve())
     out = infoscope("dashboard", str(tmp_path / "missing"), "--dry-run")
     assert out.returncode == 2 and "root: expected a folder" in out.stderr
+
+
+def test_demo_opens_the_shipped_sample_runs_from_any_folder(tmp_path):
+    (tmp_path / "runs").mkdir()  # a runs folder here changes nothing for the demo
+    out = infoscope("demo", "--dry-run", "--port", "8765", cwd=tmp_path)
+    assert _root_of(out) == str(SAMPLE_RUNS)
+    cmd = out.stdout.split()
+    assert cmd[cmd.index("run") + 1] == str(ROOT / "dashboard" / "app.py")
+    assert cmd[cmd.index("--server.address") + 1] == "127.0.0.1"
+    assert cmd[cmd.index("--server.port") + 1] == "8765"
+    runs = {p.parent.name for p in SAMPLE_RUNS.glob("*/run.sqlite")}
+    assert {"information-plane-tanh", "information-plane-relu", "lm-rl-baseline"} <= runs
+
+
+def test_demo_help_and_its_options():
+    out = infoscope("--help")
+    assert out.returncode == 0 and "demo" in out.stdout and "sample runs" in out.stdout
+    out = infoscope("demo", "--help")
+    assert out.returncode == 0, out.stderr
+    for option in ("--regenerate DIR", "--only", "--quick", "--overwrite", "--port"):
+        assert option in out.stdout, option
+    out = infoscope("demo", "--quick")
+    assert out.returncode == 2 and "--quick: only meaningful with --regenerate" in out.stderr
+
+
+def test_demo_regenerate_refuses_to_replace_runs(tmp_path):
+    with RunWriter(tmp_path / "information-plane-tanh") as w:
+        w.log(0, {"a": 1.0})
+    before = (tmp_path / "information-plane-tanh" / "run.sqlite").read_bytes()
+    out = infoscope("demo", "--regenerate", str(tmp_path), "--only", "information-plane")
+    assert out.returncode == 2, out.stderr
+    assert "already holds information-plane-tanh" in out.stderr and "--overwrite" in out.stderr
+    assert (tmp_path / "information-plane-tanh" / "run.sqlite").read_bytes() == before
+    (tmp_path / "file").write_text("")
+    out = infoscope("demo", "--regenerate", str(tmp_path / "file"))
+    assert out.returncode == 2 and "--regenerate: expected a folder" in out.stderr
+
+
+@pytest.mark.slow
+def test_demo_regenerate_records_the_sample_runs_with_progress_bars(tmp_path):
+    """The shortened recording (``--quick``) of the digits pair (the cheapest group):
+    what ``--regenerate`` writes is what the dashboard's first view reads (story,
+    showcase)."""
+    out = infoscope("demo", "--regenerate", str(tmp_path / "new"), "--quick", "--only", "digits")
+    assert out.returncode == 0, out.stderr[-2000:]
+    stories = {"digits-mlp": "True labels", "digits-mlp-random-labels": "Random labels"}
+    for name, epochs in (("digits-mlp", 101), ("digits-mlp-random-labels", 401)):
+        assert f"{name} " in out.stderr and f"{epochs}/{epochs}" in out.stderr  # a full bar
+        with RunReader(tmp_path / "new" / name) as r:
+            assert r.status == "finished"
+            assert {"repr/dsmi_y", "info_plane/binning/I_XT"} <= set(r.metrics())
+            assert r.meta["showcase"] == ["representations", "compare"]
+            assert r.meta["story"].startswith(stories[name])
+    assert f"infoscope dashboard {tmp_path / 'new'}" in out.stdout
+    assert sorted(p.name for p in (tmp_path / "new").iterdir()) == sorted(stories)
 
 
 def test_dashboard_command_is_a_plugin_of_the_dashboard_package():
@@ -129,10 +192,13 @@ def test_dashboard_command_is_a_plugin_of_the_dashboard_package():
     ``infoscope.commands`` entry point, not by diagnostics (which never imports it)."""
     tomllib = pytest.importorskip("tomllib")
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    assert project["entry-points"]["infoscope.commands"] == {"dashboard": "dashboard.commands"}
+    assert project["entry-points"]["infoscope.commands"] == {
+        "dashboard": "dashboard.commands",
+        "demo": "dashboard.commands",
+    }
     import diagnostics.cli as cli
 
     assert "dashboard" not in cli.BUILTIN
     import dashboard.commands  # noqa: F401
 
-    assert "dashboard" in cli.base.COMMANDS
+    assert {"dashboard", "demo"} <= set(cli.base.COMMANDS)

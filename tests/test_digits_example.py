@@ -1,5 +1,5 @@
-"""examples/digits_probes.py: a shortened true-label / random-label pair, and the
-committed sample runs it wrote.
+"""The digits recipe (``dashboard.samples.digits``, run by examples/digits_probes.py): a
+shortened true-label / random-label pair, and the shipped sample runs it wrote.
 
 The qualitative claim (Liao, Liu et al. 2023): DSMI between a layer and the labels
 rises while the network learns the digits and does not while it memorises random
@@ -11,8 +11,8 @@ labels (train accuracy ~1), 400 for the random ones to fall well below ln 10.
 
 from __future__ import annotations
 
-import importlib.util
 import math
+import subprocess
 import sys
 from pathlib import Path
 
@@ -41,13 +41,9 @@ EXPECTED = {
 
 
 def _example():
-    spec = importlib.util.spec_from_file_location(
-        "digits_probes", ROOT / "examples" / "digits_probes.py"
-    )
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("digits_probes", mod)
-    spec.loader.exec_module(mod)
-    return mod
+    from dashboard.samples import digits
+
+    return digits
 
 
 def _read(run_dir: Path):
@@ -112,7 +108,7 @@ def test_shortened_runs(tmp_path, device):
 
 
 def test_sample_runs():
-    root = ROOT / "sample_runs"
+    root = ROOT / "dashboard" / "sample_runs"
     true_dir, random_dir = root / "digits-mlp", root / "digits-mlp-random-labels"
     _check_pair(true_dir, random_dir, info_plane=True)
     for d in (true_dir, random_dir):
@@ -129,3 +125,16 @@ def test_config_validation():
         ex.Config(labels="noisy")
     assert ex.Config(labels="random").epochs == ex.DEFAULT_EPOCHS["random"]
     assert math.ceil(600 / 59) == ex.Config(labels="true").every
+
+
+def test_the_example_script_is_a_wrapper_of_the_package_module():
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "digits_probes.py"), "--help"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT.parent,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "--labels" in out.stdout and "sample runs" in out.stdout
+    assert _example().SAMPLE_RUNS == ROOT / "dashboard" / "sample_runs"

@@ -200,6 +200,40 @@ def test_info_plane_figure_panels_colour_and_animation():
     assert len(fig.frames[0].data[0].x) == 1 and len(fig.frames[-1].data[0].x) == 3
 
 
+def test_info_plane_trajectory_with_few_positions_is_drawn_as_points():
+    from dashboard.figures.info_plane import FEW_POSITIONS, distinct_positions
+
+    steps = np.arange(60)
+    parts = [
+        # a layer that moves: a line through its records
+        pd.DataFrame(
+            {"layer": "moving", "step": steps, "I_XT": 1 + steps / 10, "I_TY": np.sqrt(steps) / 8}
+        ),
+        # 60 records at two positions (a binned estimate that saturates, as in the digits
+        # sample runs): a line would draw a path between them that was never measured
+        pd.DataFrame(
+            {
+                "layer": "stuck",
+                "step": steps,
+                "I_XT": np.where(steps < 3, 4.2, 5.9),
+                "I_TY": np.where(steps < 3, 1.5, 2.3 + 1e-6 * steps),  # jitter below 1%
+            }
+        ),
+        pd.DataFrame({"layer": "two", "step": [0, 100], "I_XT": [0.5, 3.0], "I_TY": [0.1, 0.9]}),
+    ]
+    wide = pd.concat(parts, ignore_index=True)
+    wide["layer"] = pd.Categorical(wide["layer"], categories=["moving", "stuck", "two"])
+    fig = F.info_plane_figure({"run": wide}, max_points=60)
+    assert {t.name: t.mode for t in fig.data} == {
+        "moving": "lines+markers",
+        "stuck": "markers",
+        "two": "markers",
+    }
+    stuck = fig.data[1]
+    assert len(stuck.x) == 60 and list(stuck.customdata) == list(range(60))  # every record
+    assert distinct_positions(stuck.x, stuck.y, resolution=0.01) == 2 < FEW_POSITIONS
+
+
 # ---------------------------------------------------------------------- heatmaps
 def test_heatmap_buckets_many_steps_by_mean():
     steps = np.arange(1000)

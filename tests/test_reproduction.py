@@ -1,6 +1,7 @@
-"""The information-plane reproduction (examples/information_plane.py), shortened.
+"""The information-plane reproduction (``dashboard.samples.information_plane``, run by
+examples/information_plane.py and ``infoscope reproduce``), shortened.
 
-The full runs (``sample_runs/information-plane-tanh`` and ``-relu``) use the paper's
+The full runs (``dashboard/sample_runs/information-plane-tanh`` and ``-relu``) use the paper's
 recipe: Adam lr 4e-4, mini-batches of 256, 3000 epochs. The tests shorten it to 500
 full-batch epochs at lr 1e-2 (a documented deviation that keeps the phenomenon), which
 trains each network in a few seconds.
@@ -8,15 +9,14 @@ trains each network in a few seconds.
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from dashboard.samples import information_plane as ip
 from diagnostics import open_run
 from diagnostics.cli import main as cli_main
 from probes.capture import Capture
@@ -31,20 +31,6 @@ VAR_U = next(
     ),
     ROOT.parent / "shared" / "data" / "var_u.mat",
 )
-
-
-def _load_script():
-    name = "_test_information_plane_script"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / "information_plane.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-ip = _load_script()
 
 
 @pytest.fixture(autouse=True)

@@ -8,6 +8,7 @@ import streamlit as st
 from dashboard import data as D
 from dashboard import figures as F
 from dashboard import view as V
+from dashboard.figures.info_plane import FEW_POSITIONS
 
 st.title("Information plane")
 runs = V.require_runs()
@@ -94,7 +95,8 @@ def draw() -> None:
     V.chart(fig, frame, key="ip_chart", file_name=f"information_plane_{est}_{S['unit']}.csv")
     st.caption(
         f"Each line is one layer's trajectory (at most {points} points each, evenly "
-        "strided; the CSV holds all); marker colour is the training step. "
+        "strided; the CSV holds all); marker colour is the training step. A layer that "
+        f"visits fewer than {FEW_POSITIONS} distinct positions is drawn as points only. "
         f"Estimator `{est}`, in {S['unit']}. Fitting moves right (I(X;T) grows) and up; "
         "compression moves left."
     )

@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import data as D
+from dashboard import stories
 from dashboard import view as V
 from dashboard.report import download_button
 
@@ -33,6 +34,7 @@ STATUS = {
 show = pd.DataFrame(
     {
         "run": table["run"],
+        "shows": stories.story_column(base, table["run"]),
         "name": table["name"],
         "status": [STATUS.get(s, s) for s in table["status"]],
         "steps": [
@@ -59,6 +61,7 @@ st.dataframe(
     hide_index=True,
     key="runs_table",
     column_config={
+        "shows": st.column_config.TextColumn("what it shows", width="large"),
         "rows": st.column_config.NumberColumn("rows", format="%d"),
         "alerts": st.column_config.NumberColumn("alerts", format="%d"),
         "warnings": st.column_config.NumberColumn("⚠ warnings", format="%d"),
@@ -93,6 +96,7 @@ for run in runs:
         f"**{run.rel}** — {meta.get('name', run.rel)} · {run.status}", expanded=len(runs) == 1
     ):
         metrics = D.metric_names(run)
+        st.markdown(stories.story(meta, metrics))
         c1, c2, c3 = st.columns(3)
         c1.metric("status", run.status)
         row = table[table["run"] == run.rel]

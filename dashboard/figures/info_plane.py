@@ -20,6 +20,19 @@ from dashboard.figures.common import (
     step_color,
 )
 
+#: a trajectory that visits fewer distinct positions than this is drawn as points only: a
+#: line through two or three positions suggests a path between them that was not measured
+FEW_POSITIONS = 6
+
+
+def distinct_positions(x: np.ndarray, y: np.ndarray, *, resolution: float) -> int:
+    """How many distinct (x, y) positions a trajectory visits, positions closer than
+    ``resolution`` on both axes counting as one."""
+    if len(x) == 0:
+        return 0
+    grid = np.round(np.column_stack([x, y]) / max(resolution, 1e-12))
+    return len(np.unique(grid[np.isfinite(grid).all(axis=1)], axis=0))
+
 
 def info_plane_estimators(metrics: Iterable[str]) -> list[str]:
     """Estimators that logged both ``info_plane/{est}/I_XT`` and ``.../I_TY``."""
@@ -70,7 +83,9 @@ def info_plane_figure(
 
     ``panels``: panel title (a run) -> frame from :func:`info_plane_frame`. One subplot
     per panel side by side with shared axes (e.g. tanh vs ReLU). Lines are coloured per
-    layer; markers by step (log-scaled colour, one colour bar). Each trajectory is strided
+    layer; markers by step (log-scaled colour, one colour bar). A trajectory with fewer
+    than :data:`FEW_POSITIONS` distinct positions (at 1% of the axes' span) is drawn as
+    markers only, with a layer-coloured outline. Each trajectory is strided
     down to ``max_points`` points (first and last kept; SVG markers are what a browser
     draws slowest, about 0.2 ms each). ``animate`` adds a play button
     and a step slider that grow the trajectories (at most ``max_frames`` frames).
@@ -91,6 +106,13 @@ def info_plane_figure(
         vertical_spacing=0.12,
     )
     all_steps = np.concatenate([v["step"].to_numpy() for v in panels.values() if not v.empty])
+    spans = [
+        np.nanmax(v[c].to_numpy(dtype=np.float64)) - np.nanmin(v[c].to_numpy(dtype=np.float64))
+        for v in panels.values()
+        if not v.empty
+        for c in ("I_XT", "I_TY")
+    ]
+    resolution = 0.01 * max([s for s in spans if np.isfinite(s)] + [1e-9])
     cmin, cmax = step_color(np.array([all_steps.min(), all_steps.max()]))
     layer_index: dict[str, int] = {}
     traces_meta = []  # (layer, steps, x, y) per trace, for the animation frames
@@ -116,17 +138,24 @@ def info_plane_figure(
             steps, xs, ys = all_s[keep], all_x[keep], all_y[keep]
             new_layer = str(layer) not in layer_index
             li = layer_index.setdefault(str(layer), len(layer_index))
+            few = distinct_positions(xs, ys, resolution=resolution) < FEW_POSITIONS
+            outline = dict(color=series_color(li), width=2) if few else dict(width=0)
             traces.append(
                 go.Scatter(
                     x=xs,
                     y=ys,
                     customdata=steps,
-                    mode="lines+markers",
+                    mode="markers" if few else "lines+markers",
                     name=str(layer),
                     legendgroup=str(layer),
                     showlegend=new_layer,
                     line=dict(color=rgba(series_color(li), 0.55), width=1.5),
-                    marker=dict(color=step_color(steps), coloraxis="coloraxis", size=7),
+                    marker=dict(
+                        color=step_color(steps),
+                        coloraxis="coloraxis",
+                        size=10 if few else 7,
+                        line=outline,
+                    ),
                     hovertemplate=f"<b>{title}</b> · {layer}<br>step %{{customdata}}"
                     f"<br>I(X;T) %{{x:.6g}} {unit}<br>I(T;Y) %{{y:.6g}} {unit}<extra></extra>",
                 )

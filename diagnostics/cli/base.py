@@ -35,14 +35,22 @@ def one_line(exc: BaseException | str) -> str:
 
 
 def repo_root() -> Path:
-    """The source checkout this package was imported from (meaningful in a checkout only)."""
+    """The folder this package was imported from: the source checkout, or site-packages
+    for an installed wheel."""
     return Path(__file__).resolve().parents[2]
 
 
+def sample_runs() -> Path:
+    """The sample runs shipped with infoscope: package data of the dashboard, beside this
+    package in a checkout and in an installed wheel alike (a path only: nothing here
+    imports the dashboard)."""
+    return repo_root() / "dashboard" / "sample_runs"
+
+
 def default_root() -> Path:
-    """The runs folder used when none is given: ``./sample_runs``, ``./runs``, then the
-    project's own ``sample_runs/``."""
-    for candidate in (Path("sample_runs"), Path("runs"), repo_root() / "sample_runs"):
+    """The runs folder used when none is given: ``./runs`` if it exists, else the sample
+    runs (:func:`sample_runs`)."""
+    for candidate in (Path("runs"), sample_runs()):
         if candidate.is_dir():
             return candidate
     return Path("runs")

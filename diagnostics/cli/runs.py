@@ -13,7 +13,10 @@ from diagnostics.cli.base import CLIError, Handler, command, default_root
 @command("runs", help="list the runs below a folder with step range and alert counts")
 def _runs(p: argparse.ArgumentParser) -> Handler:
     p.add_argument(
-        "root", nargs="?", type=Path, help="folder to search (default: sample_runs/ or ./runs)"
+        "root",
+        nargs="?",
+        type=Path,
+        help="folder to search (default: ./runs, else the sample runs)",
     )
     p.add_argument("--json", action="store_true", help="print JSON records instead of a table")
 
