@@ -27,7 +27,7 @@ for p in (_HERE, _HERE.parent):
 
 import detector_suite as S  # noqa: E402
 
-from diagnostics.cli.base import default_root  # noqa: E402
+from diagnostics.cli.base import sample_runs  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rerecord", action="store_true", help="record the suite's runs again")
     p.add_argument("--only", nargs="*", help="case names to evaluate (default: all)")
     args = p.parse_args(argv)  # fmt: skip
-    samples = args.samples or default_root()
+    samples = args.samples or sample_runs()
     runs = args.runs / ("small" if args.small else "full")
     t0 = time.perf_counter()
     S.record(runs, args.only, small=args.small, force=args.rerecord)

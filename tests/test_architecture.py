@@ -55,7 +55,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
         "diagnostics._version",
     ),
     # `infoscope dashboard` / `infoscope demo`; only `demo --regenerate` imports samples
-    "dashboard.commands": ("dashboard", "=diagnostics", "diagnostics.cli"),
+    "dashboard.commands": ("dashboard", "=diagnostics", "diagnostics.cli", "diagnostics.runlog"),
     # the code that records the sample runs: a layer above probes, below nothing
     "dashboard.samples": ("dashboard.samples", "probes", "diagnostics"),
     "app": ("!dashboard.samples", "!dashboard.commands", "dashboard"),

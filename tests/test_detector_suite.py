@@ -15,7 +15,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import detector_suite as S  # noqa: E402
 
-from diagnostics.cli.base import default_root  # noqa: E402
+from diagnostics.cli.base import sample_runs  # noqa: E402
 from diagnostics.detectors import Context  # noqa: E402
 
 pytest.importorskip("transformers")
@@ -25,7 +25,7 @@ pytest.importorskip("transformers")
 def suite(tmp_path_factory):
     recorded = tmp_path_factory.mktemp("detector-suite")
     S.record(recorded, small=True, log=lambda *_: None)
-    samples = default_root()
+    samples = sample_runs()
     return samples, recorded, S.evaluate(S.CASES, samples, recorded, S.detector_alerts)
 
 
