@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from diagnostics.cli.base import CLIError, Handler, command, one_line
+from diagnostics.cli.base import CLIError, Handler, add_run_output_options, command, one_line
 
 
 @command(
@@ -30,13 +30,6 @@ def _analyze(p: argparse.ArgumentParser) -> Handler:
     p.add_argument("--method", default="binning", help="information-plane estimator")
     p.add_argument("--sigma", type=float, default=10.0, help="DSE/DSMI kernel width")
     p.add_argument(
-        "--rl",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="the logits come from RL fine-tuning (--no-rl: they do not); judges token-entropy "
-        "collapse, which in pretraining is learning (default: decided from the series)",
-    )
-    p.add_argument(
         "--layout",
         choices=["auto", "per-step", "stacked"],
         default="auto",
@@ -48,8 +41,7 @@ def _analyze(p: argparse.ArgumentParser) -> Handler:
         default="cpu",
         help="where the estimators run: cpu (default), cuda or cuda:N",
     )
-    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_run_output_options(p, what="the logits")
 
     def run(args: argparse.Namespace) -> int:
         from diagnostics.offline import analyze_snapshots

@@ -54,3 +54,18 @@ def default_root() -> Path:
         if candidate.is_dir():
             return candidate
     return Path("runs")
+
+
+def add_run_output_options(p: argparse.ArgumentParser, *, what: str) -> None:
+    """The options every command that writes a run shares: ``--rl`` (whether ``what`` comes
+    from RL fine-tuning, for the detectors), ``--overwrite`` and ``-q/--quiet``."""
+    p.add_argument(
+        "--rl",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help=f"{what} comes from RL fine-tuning (--no-rl: it does not); judges token-entropy "
+        "collapse, which in pretraining is learning (default: RL when a reward or covariance "
+        "is logged)",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from diagnostics.cli.base import CLIError, Handler, command, one_line
+from diagnostics.cli.base import CLIError, Handler, add_run_output_options, command, one_line
 
 
 @command("import-csv", help="import a CSV / JSONL training log (one row per step) as a run")
@@ -29,15 +29,7 @@ def _import_csv(p: argparse.ArgumentParser) -> Handler:
         help="the column holding the step (default: step, global_step, _step, Step, "
         "iteration or iter; else the row number)",
     )
-    p.add_argument(
-        "--rl",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="the log is of RL fine-tuning (--no-rl: it is not); judges token-entropy collapse, "
-        "which in pretraining is learning (default: RL when a reward or covariance is logged)",
-    )
-    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_run_output_options(p, what="the log")
 
     def run(args: argparse.Namespace) -> int:
         from diagnostics.offline.names import parse_map
