@@ -184,31 +184,19 @@ def record_simsiam_collapse(out: Path, small: bool, seed: int = 0) -> None:
 
 # ---------------------------------------------------------------- language models
 
-VOCAB = 48
-
 
 def _grammar(n: int, length: int, g):
-    """``next = (3 * cur + c) mod VOCAB``, ``c`` uniform in {0, 1, 2} (entropy rate log 3)."""
-    import torch
+    """The sample runs' grammar, ``next = (3 * cur + c) mod 48``, ``c`` in {0, 1, 2}."""
+    from dashboard.samples.lm_entropy import grammar
 
-    x = torch.empty((n, length), dtype=torch.long)
-    x[:, 0] = torch.randint(0, VOCAB, (n,), generator=g)
-    for t in range(1, length):
-        x[:, t] = (3 * x[:, t - 1] + torch.randint(0, 3, (n,), generator=g)) % VOCAB
-    return x
+    return grammar(n, length, g)
 
 
-def _gpt2(seed: int, n_layer: int = 2):
-    import torch
-    from transformers import GPT2Config, GPT2LMHeadModel
+def _gpt2(seed: int):
+    """The sample runs' 2-layer GPT-2 (eager attention, no dropout), randomly initialised."""
+    from dashboard.samples.lm_entropy import build_model
 
-    torch.manual_seed(seed)
-    cfg = GPT2Config(
-        n_layer=n_layer, n_head=2, n_embd=32, vocab_size=VOCAB, n_positions=64, attn_pdrop=0.0,
-        resid_pdrop=0.0, embd_pdrop=0.0, bos_token_id=0, eos_token_id=0,
-        attn_implementation="eager",
-    )  # fmt: skip
-    return GPT2LMHeadModel(cfg)
+    return build_model(seed)
 
 
 def _pretrain(model, out, *, steps, every, seed, name, each_step=None, lr=3e-3):
@@ -299,7 +287,7 @@ def record_dpo_overoptimisation(out: Path, small: bool, seed: int = 6) -> None:
     def answer(prompt, c):
         seq = prompt
         for _ in range(resp_len):
-            seq = torch.cat([seq, (3 * seq[:, -1:] + c) % VOCAB], 1)
+            seq = torch.cat([seq, (3 * seq[:, -1:] + c) % 48], 1)
         return seq
 
     def logp(m, seq):
