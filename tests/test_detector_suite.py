@@ -92,3 +92,49 @@ def test_judge_counts_early_stray_and_forbidden_alerts():
     missed = S.judge(case, [alert(12, "saturation", "critical", "b")])
     assert missed.detected == {"saturation": (False, None)}
     assert Context() == S.Case("y", "", "recorded").context
+
+
+def _stored(run):
+    from diagnostics import open_run
+
+    with open_run(run) as r:
+        return r.alerts(), r.scalars(), Context.from_meta(r.meta)
+
+
+@pytest.mark.parametrize(
+    ("name", "needs", "may"),
+    [
+        ("digits-mlp", set(), set()),
+        ("digits-mlp-random-labels", {("memorisation", "warning")}, set()),
+        ("information-plane-tanh", {("compression_onset", "info")}, set()),
+        ("information-plane-relu", set(), set()),
+        ("lm-pretrain", set(), set()),
+        (
+            "lm-rl-baseline",
+            {("token_entropy_collapse", "warning"), ("token_entropy_collapse", "critical")},
+            {("positive_covariance", "info"), ("positive_covariance", "warning"),
+             ("over_optimisation", "info")},
+        ),
+        ("lm-rl-clipcov", set(), {("positive_covariance", "info")}),
+    ],
+)  # fmt: skip
+def test_the_shipped_runs_carry_the_alerts_their_story_needs(name, needs, may):
+    """Written online by the probes while the sample runs were recorded, the same alerts a
+    replay of the run gives: tanh compresses on its compressing layers and ReLU does not,
+    random labels are memorised, RL without intervention collapses, Clip-Cov warns of
+    nothing."""
+    from diagnostics.detectors import detect_collapse
+
+    alerts, scalars, context = _stored(sample_runs() / name)
+    got = set(zip(alerts["indicator"], alerts["severity"]))
+    assert needs <= got and got <= needs | may, got
+    if name == "information-plane-tanh":
+        assert set(alerts["layer"]) == {"layer4", "layer5"}  # its compressing hidden layers
+    replayed = detect_collapse(scalars, context=context)
+    stored = [
+        (int(s), i, v, lay if isinstance(lay, str) else None)
+        for s, i, v, lay in zip(
+            alerts["step"], alerts["indicator"], alerts["severity"], alerts["layer"]
+        )
+    ]
+    assert stored == [(a.step, a.indicator, a.severity, a.layer) for a in replayed]
