@@ -87,6 +87,8 @@ def draw() -> None:
     if animate and not anim:
         st.caption("Too many points to animate; showing the static picture.")
     fig = F.info_plane_figure(data, unit=S["unit"], max_points=points, animate=anim)
+    onsets = {r.rel: F.onset_points(data[r.rel], D.alerts(r), est) for r in with_est}
+    F.add_onset_markers(fig, onsets, data, unit=S["unit"])
     V.live_caption(with_est)
     frame = pd.concat([v.assign(run=k) for k, v in data.items()], ignore_index=True)
     if not frame.empty:
@@ -94,7 +96,8 @@ def draw() -> None:
     V.chart(fig, frame, key="ip_chart", file_name=f"information_plane_{est}_{S['unit']}.csv")
     st.caption(
         f"Each line is one layer's trajectory (at most {points} points each, evenly "
-        "strided; the CSV holds all); marker colour is the training step. "
+        "strided; the CSV holds all); marker colour is the training step; a red star marks "
+        "a layer's compression onset (its alert). "
         f"Estimator `{est}`, in {S['unit']}. Fitting moves right (I(X;T) grows) and up; "
         "compression moves left."
     )
