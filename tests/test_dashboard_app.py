@@ -217,7 +217,7 @@ def test_language_model_page(runs_root, monkeypatch):
     # the full distribution: every step's shares sum to 1
     hist = charts[1]["data"][0]
     assert hist["type"] == "heatmap"
-    np.testing.assert_allclose(np.nansum(np.asarray(hist["customdata"]), axis=0), 1.0, atol=1e-9)
+    np.testing.assert_allclose(np.nansum(np.asarray(hist["z"]), axis=0), 1.0, atol=1e-6)
     # attention: layer x head, one frame per step
     attn = next(s for s in charts if s.get("frames") and s["data"][0]["type"] == "heatmap")
     assert np.asarray(attn["data"][0]["z"]).shape == (4, 4)

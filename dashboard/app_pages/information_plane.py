@@ -69,7 +69,8 @@ points = c3.selectbox(
     [30, 60, 120, 250, 500, 1000],
     index=1,
     key="ip_pts",
-    help="Long trajectories are strided down to this many points (markers are slow to draw).",
+    help="Long trajectories are drawn with this many points, evenly spaced plus each "
+    "stretch's extremes (markers are slow to draw).",
     **V.URL,
 )
 
@@ -95,8 +96,9 @@ def draw() -> None:
         frame = frame[["run", "layer", "step", "I_XT", "I_TY"]]
     V.chart(fig, frame, key="ip_chart", file_name=f"information_plane_{est}_{S['unit']}.csv")
     st.caption(
-        f"Each line is one layer's trajectory (at most {points} points each, evenly "
-        "strided; the CSV holds all); marker colour is the training step; a red star marks "
+        f"Each line is one layer's trajectory (at most {points} points each: evenly "
+        "spaced, and the turning points; the CSV holds all); marker colour is the training "
+        "step; a red star marks "
         "a layer's compression onset (its alert). "
         f"Estimator `{est}`, in {S['unit']}. Fitting moves right (I(X;T) grows) and up; "
         "compression moves left."

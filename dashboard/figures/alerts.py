@@ -1,6 +1,9 @@
 """Collapse alerts: what each indicator means and where it comes from, the status per
 indicator, every alert on a timeline coloured by severity, and one alert explained (the
-series that fired, its threshold and the step) from the alert's evidence."""
+series that fired, its threshold and the step) from the alert's evidence.
+
+(A little over 500 lines: the indicator texts, the timeline and the explanation share the
+severity scale, its colours and the evidence reader, and are read together.)"""
 
 from __future__ import annotations
 

@@ -14,6 +14,7 @@ from plotly.subplots import make_subplots
 from dashboard.figures.common import (
     LN2,
     empty_figure,
+    path_extremes_indices,
     rgba,
     series_color,
     series_order,
@@ -55,6 +56,26 @@ def info_plane_frame(scalars: pd.DataFrame, estimator: str, *, unit: str = "bits
     wide["I_TY"] *= scale
     wide["layer"] = pd.Categorical(wide["layer"].astype(object), categories=layers)
     return wide.sort_values(["layer", "step"], kind="stable").reset_index(drop=True)
+
+
+def trajectory_indices(x: np.ndarray, y: np.ndarray, max_points: int) -> np.ndarray:
+    """At most ``max_points`` indices of a trajectory ``(x[t], y[t])`` to draw: half the
+    budget evenly spaced in time (first and last kept), half on the extremes of x and y
+    per stretch of time (:func:`path_extremes_indices`), so a turning point such as the
+    peak of I(X;T) before compression is never skipped.
+
+    >>> x = np.r_[np.linspace(0, 1, 501), np.linspace(1, 0, 500)[1:]]; x[333] = 2.0
+    >>> idx = trajectory_indices(x, np.zeros(1000), 40)
+    >>> len(idx) <= 40, 333 in idx, 500 in idx
+    (True, True, True)
+    """
+    n = len(x)
+    if max_points < 12:
+        raise ValueError(f"max_points: expected an integer >= 12, got {max_points}")
+    if n <= max_points:
+        return np.arange(n)
+    even = np.linspace(0, n - 1, max_points - max_points // 2).round().astype(int)
+    return np.union1d(even, path_extremes_indices([x, y], max_points // 2))
 
 
 def info_plane_figure(
@@ -110,9 +131,7 @@ def info_plane_figure(
             a, b = bounds[k], bounds[k + 1]
             if b <= a:
                 continue
-            keep = np.arange(a, b)
-            if b - a > max_points:
-                keep = a + np.unique(np.linspace(0, b - a - 1, max_points).round().astype(int))
+            keep = a + trajectory_indices(all_x[a:b], all_y[a:b], max_points)
             steps, xs, ys = all_s[keep], all_x[keep], all_y[keep]
             new_layer = str(layer) not in layer_index
             li = layer_index.setdefault(str(layer), len(layer_index))
