@@ -27,6 +27,10 @@ Then the run, kept open ("running"), gains rows (or an alert) at a new step whil
 page is open with live refresh every second: the time from the fragment's rerun request
 leaving the browser to the chart holding the new step, split into server and draw.
 
+A second reference, "anchor+sidebar" (the anchor with the dashboard's page set-up and
+sidebar, measured next to each page too), shows how much of a page's time is the frame
+every page carries rather than the page itself.
+
     python benchmarks/dashboard.py [--steps 1000] [--layers 50] [--repeat 3]
 
 Goal (issue 15): every page at most 1.15x the anchor, cold and warm; live refresh under
@@ -156,6 +160,16 @@ import streamlit as st
 st.title("floor")
 st.plotly_chart(go.Figure(go.Scatter(x=list(range(40)), y=[i * i for i in range(40)])))
 """
+#: the anchor with the dashboard's own page set-up and sidebar (what every page carries)
+SIDEBAR_APP = """
+import plotly.graph_objects as go
+import streamlit as st
+from dashboard import app
+st.set_page_config(page_title="infoscope", layout="wide")
+app.sidebar()
+st.title("floor")
+st.plotly_chart(go.Figure(go.Scatter(x=list(range(40)), y=[i * i for i in range(40)])))
+"""
 
 
 def write_run(path: Path, *, layers: int, steps: int, keep_open: bool = False):
@@ -225,10 +239,11 @@ def write_run(path: Path, *, layers: int, steps: int, keep_open: bool = False):
 _KINDS: dict[int, str | None] = {}
 
 
-def cpu_seconds() -> dict[str, float]:
-    """CPU seconds (user + system) used so far by this benchmark's child processes, per
-    kind: ``server:PORT`` (a Streamlit server) and ``browser`` (Chromium's processes)."""
-    out: dict[str, float] = {}
+def cpu_seconds() -> dict[int, tuple[str, float]]:
+    """CPU seconds (user + system) used so far by each of this benchmark's child processes
+    of a kind we measure: ``server:PORT`` (a Streamlit server) or ``browser`` (Chromium's
+    processes), by process id."""
+    out: dict[int, tuple[str, float]] = {}
     for proc in psutil.Process().children(recursive=True):
         try:
             if proc.pid not in _KINDS:
@@ -239,13 +254,18 @@ def cpu_seconds() -> dict[str, float]:
                 elif cmd and "chrom" in Path(cmd[0]).name:
                     kind = "browser"
                 _KINDS[proc.pid] = kind
-            kind = _KINDS[proc.pid]
-            if kind is not None:
+            if _KINDS[proc.pid] is not None:
                 t = proc.cpu_times()
-                out[kind] = out.get(kind, 0.0) + t.user + t.system
+                out[proc.pid] = (_KINDS[proc.pid], t.user + t.system)
         except psutil.Error:
             continue
     return out
+
+
+def cpu_used(before: dict, after: dict, kind: str) -> float:
+    """CPU seconds processes of ``kind`` used between two :func:`cpu_seconds` snapshots
+    (a process that started in between counts from zero; one that ended is missed)."""
+    return sum(t - before.get(pid, (kind, 0.0))[1] for pid, (k, t) in after.items() if k == kind)
 
 
 def visit(ctx, url: str) -> tuple[dict, object]:
@@ -272,8 +292,8 @@ def visit(ctx, url: str) -> tuple[dict, object]:
         "server": (last - first) / 1000,
         "draw": (t["drawn"] - last) / 1000,
         "bytes": sum(n for _, n in received),
-        "server_cpu": cpu1.get(server, 0.0) - cpu0.get(server, 0.0),
-        "browser_cpu": cpu1.get("browser", 0.0) - cpu0.get("browser", 0.0),
+        "server_cpu": cpu_used(cpu0, cpu1, server),
+        "browser_cpu": cpu_used(cpu0, cpu1, "browser"),
     }, page
 
 
@@ -328,6 +348,8 @@ def main() -> int:
     threading.Thread(target=heartbeat, daemon=True).start()
     floor_app = tmp / "floor_app.py"
     floor_app.write_text(FLOOR_APP)
+    sidebar_app = tmp / "sidebar_app.py"
+    sidebar_app.write_text(SIDEBAR_APP)
     print(f"load average {load()} on {os.cpu_count()} cores (before)")
     rows = {}
     with ExitStack() as stack:
@@ -335,6 +357,7 @@ def main() -> int:
         stack.callback(stop.set)
         url = stack.enter_context(serve(tmp))
         furl = stack.enter_context(serve(tmp, app=floor_app))
+        surl = stack.enter_context(serve(tmp, app=sidebar_app)) + "/?run=big&live=false"
         pw = stack.enter_context(sync_playwright())
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         stack.callback(browser.close)
@@ -347,26 +370,32 @@ def main() -> int:
         warm_ctx = fresh()
         # each server's first session imports plotly, pandas and the pages: not timed
         visit(warm_ctx, furl)[1].close()
+        visit(warm_ctx, surl)[1].close()
         visit(warm_ctx, f"{url}/?run=big&live=false")[1].close()
         for path, (_title, extra, _) in pages.items():
             q = f"{url}/{path}?run=big&live=false{extra}"
             first = timed(fresh, q)
-            ac, pc, aw, pw_ = [], [], [], []
+            kinds = {"anchor": furl, "anchor+sidebar": surl, "page": q}
+            cold = {k: [] for k in kinds}
+            warm = {k: [] for k in kinds}
             for _ in range(args.repeat):
-                ac.append(timed(fresh, furl))
-                pc.append(timed(fresh, q))
-                t_a, pg = visit(warm_ctx, furl)
-                pg.close()
-                aw.append(t_a)
-                t_p, pg = visit(warm_ctx, q)
-                pg.close()
-                pw_.append(t_p)
-            rows[path or "runs"] = (best(ac), best(pc), best(aw), best(pw_), first)
-            a, c = best(ac), best(pc)
+                for kind, u in kinds.items():
+                    cold[kind].append(timed(fresh, u))
+                    t_w, pg = visit(warm_ctx, u)
+                    pg.close()
+                    warm[kind].append(t_w)
+            rows[path or "runs"] = (
+                {k: best(v) for k, v in cold.items()},
+                {k: best(v) for k, v in warm.items()},
+                first,
+            )
+            c, w = rows[path or "runs"][:2]
             print(
-                f"  {path or 'runs':<18} cold {c['total']:.2f} s ({c['total'] / a['total']:.2f}x "
-                f"anchor {a['total']:.2f} s), warm {best(pw_)['total']:.2f} s "
-                f"({best(pw_)['total'] / best(aw)['total']:.2f}x anchor {best(aw)['total']:.2f} s)"
+                f"  {path or 'runs':<18} cold {c['page']['total']:.2f} s "
+                f"({c['page']['total'] / c['anchor']['total']:.2f}x anchor "
+                f"{c['anchor']['total']:.2f} s), warm {w['page']['total']:.2f} s "
+                f"({w['page']['total'] / w['anchor']['total']:.2f}x anchor "
+                f"{w['anchor']['total']:.2f} s)"
             )
 
         print(f"\nload average {load()} (after page loads)\n")
@@ -377,22 +406,29 @@ def main() -> int:
         print(" " * 53 + "best cold: where the time went | CPU s (cold)")
         print(head)
         print("-" * len(head))
-        for name, (a_c, p_c, a_w, p_w, first) in rows.items():
-            for label, c, w, f in ((name, p_c, p_w, first), ("  anchor", a_c, a_w, None)):
-                cpu = c["server_cpu"] + c["browser_cpu"]
-                a_cpu = a_c["server_cpu"] + a_c["browser_cpu"]
+        for name, (c, w, first) in rows.items():
+            a_c, a_w = c["anchor"], w["anchor"]
+            a_cpu = a_c["server_cpu"] + a_c["browser_cpu"]
+            for label, kind in (
+                (name, "page"),
+                ("  anchor+sidebar", "anchor+sidebar"),
+                ("  anchor", "anchor"),
+            ):
+                v, vw = c[kind], w[kind]
+                ratios = kind != "anchor"
+                cpu = v["server_cpu"] + v["browser_cpu"]
                 print(
-                    f"{label:<18}{c['total']:>7.2f}"
-                    + (f"{c['total'] / a_c['total']:>6.2f}" if f else " " * 6)
-                    + f"{w['total']:>7.2f}"
-                    + (f"{w['total'] / a_w['total']:>6.2f}" if f else " " * 6)
-                    + (f"{f['total']:>8.2f}" if f else " " * 8)
-                    + f" |{c['boot']:>6.2f}{c['server']:>7.2f}{c['draw']:>6.2f}"
-                    f"{c['bytes'] / 1e3:>6.0f} |{c['server_cpu']:>8.2f}{c['browser_cpu']:>8.2f}"
-                    + (f"{cpu / a_cpu:>6.2f}" if f and a_cpu > 0 else "")
+                    f"{label:<18}{v['total']:>7.2f}"
+                    + (f"{v['total'] / a_c['total']:>6.2f}" if ratios else " " * 6)
+                    + f"{vw['total']:>7.2f}"
+                    + (f"{vw['total'] / a_w['total']:>6.2f}" if ratios else " " * 6)
+                    + (f"{first['total']:>8.2f}" if kind == "page" else " " * 8)
+                    + f" |{v['boot']:>6.2f}{v['server']:>7.2f}{v['draw']:>6.2f}"
+                    f"{v['bytes'] / 1e3:>6.0f} |{v['server_cpu']:>8.2f}{v['browser_cpu']:>8.2f}"
+                    + (f"{cpu / a_cpu:>6.2f}" if ratios and a_cpu > 0 else "")
                 )
-        worst_c = max(p_c["total"] / a_c["total"] for a_c, p_c, *_ in rows.values())
-        worst_w = max(p_w["total"] / a_w["total"] for _, _, a_w, p_w, _ in rows.values())
+        worst_c = max(c["page"]["total"] / c["anchor"]["total"] for c, _, _ in rows.values())
+        worst_w = max(w["page"]["total"] / w["anchor"]["total"] for _, w, _ in rows.values())
         print(
             f"\nworst page: cold {worst_c:.2f}x, warm {worst_w:.2f}x the anchor "
             f"(goal <= 1.15x: {'met' if max(worst_c, worst_w) <= 1.15 else 'not met'})"

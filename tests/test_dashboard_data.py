@@ -14,8 +14,8 @@ import pytest
 
 from dashboard import data as D
 from dashboard import figures as F
-from dashboard.figures.heatmaps import _grid
-from dashboard.figures.info_plane import trajectory_indices
+from dashboard.figures.heatmaps import MAX_HEIGHT, _grid
+from dashboard.figures.info_plane import MAX_MARKERS, trajectory_indices
 from dashboard.tails import TailCache
 from diagnostics.runlog import RunReader, RunWriter, summarize_runs
 
@@ -204,6 +204,7 @@ def test_info_plane_figure_draws_each_trajectorys_peak():
     assert 9.0 in trace.x and 1234 in trace.customdata
     assert 3333 in trace.customdata  # the turn from fitting to compression
     assert trace.customdata[0] == 0 and trace.customdata[-1] == 4999
+    assert trace.marker.maxdisplayed == MAX_MARKERS < len(trace.x)  # markers thinned, not points
 
 
 def test_heatmap_grid_and_buckets_match_pandas():
@@ -264,3 +265,21 @@ def test_distribution_heatmap_sends_shares_once():
     np.testing.assert_allclose(np.asarray(fig.data[0].z).sum(axis=0), 1.0, rtol=1e-6)
     logged = F.distribution_heatmap_figure(steps, edges, frac, log_color=True)
     np.testing.assert_allclose(np.asarray(logged.data[0].customdata), frac, rtol=1e-6)
+
+
+def test_entropy_reward_markers_downsampled_fit_on_every_pair():
+    steps = np.arange(2000)
+    h = 2.5 * np.exp(-steps / 500) + 0.05
+    h[1500] = 0.01  # the lowest entropy, once
+    reward = -0.4 * np.exp(h) + 0.9
+    pairs = pd.DataFrame({"step": steps, "entropy": h, "reward": reward})
+    fig = F.entropy_reward_figure(pairs, fit=None, max_points=200)
+    markers, law = fig.data[0], fig.data[1]
+    assert len(markers.x) <= 200 and 1500 in markers.customdata and 0 in markers.customdata
+    assert "-0.4·exp(H) + 0.9" in law.name  # fitted on all 2000 pairs: the exact law
+    assert (
+        F.heatmap_figure(
+            pd.DataFrame({"layer": [f"l{i}" for i in range(50)], "step": 0, "value": 1.0})
+        ).layout.height
+        == MAX_HEIGHT
+    )

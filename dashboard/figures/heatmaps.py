@@ -9,6 +9,10 @@ import plotly.graph_objects as go
 
 from dashboard.figures.common import axis_type, compact_steps, empty_figure, series_order
 
+#: tallest automatic heatmap (px): a browser draws a heatmap in time that grows with its
+#: area, and beyond ~25 rows the labels thin out anyway
+MAX_HEIGHT = 640
+
 
 def _grid(frame: pd.DataFrame, rows: list, x: str, y: str, z: str):
     """``(xs, grid)``: the distinct ``x`` values sorted, and the ``len(rows) x len(xs)``
@@ -43,7 +47,8 @@ def heatmap_figure(
 
     More than ``max_columns`` distinct ``x`` values are averaged into equal-count
     buckets (the hover shows the bucket's step range). Rows keep their first-seen
-    order (the layer order of the run).
+    order (the layer order of the run). The height grows with the rows up to
+    :data:`MAX_HEIGHT` unless ``height`` is given.
     """
     if frame.empty:
         return empty_figure("no data")
@@ -73,7 +78,7 @@ def heatmap_figure(
     )
     fig.update_layout(
         title=title,
-        height=height or max(260, 22 * len(rows) + 120),
+        height=height or min(MAX_HEIGHT, max(260, 22 * len(rows) + 120)),
         margin=dict(l=10, r=10, t=40 if title else 20, b=10),
     )
     fig.update_xaxes(title=x, type=axis_type(log_x))

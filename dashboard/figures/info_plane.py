@@ -14,11 +14,11 @@ from plotly.subplots import make_subplots
 from dashboard.figures.common import (
     LN2,
     empty_figure,
-    path_extremes_indices,
     rgba,
     series_color,
     series_order,
     step_color,
+    trajectory_indices,
 )
 
 
@@ -58,24 +58,9 @@ def info_plane_frame(scalars: pd.DataFrame, estimator: str, *, unit: str = "bits
     return wide.sort_values(["layer", "step"], kind="stable").reset_index(drop=True)
 
 
-def trajectory_indices(x: np.ndarray, y: np.ndarray, max_points: int) -> np.ndarray:
-    """At most ``max_points`` indices of a trajectory ``(x[t], y[t])`` to draw: half the
-    budget evenly spaced in time (first and last kept), half on the extremes of x and y
-    per stretch of time (:func:`path_extremes_indices`), so a turning point such as the
-    peak of I(X;T) before compression is never skipped.
-
-    >>> x = np.r_[np.linspace(0, 1, 501), np.linspace(1, 0, 500)[1:]]; x[333] = 2.0
-    >>> idx = trajectory_indices(x, np.zeros(1000), 40)
-    >>> len(idx) <= 40, 333 in idx, 500 in idx
-    (True, True, True)
-    """
-    n = len(x)
-    if max_points < 12:
-        raise ValueError(f"max_points: expected an integer >= 12, got {max_points}")
-    if n <= max_points:
-        return np.arange(n)
-    even = np.linspace(0, n - 1, max_points - max_points // 2).round().astype(int)
-    return np.union1d(even, path_extremes_indices([x, y], max_points // 2))
+#: markers drawn per trajectory at most (Plotly thins them out evenly over the plot; the
+#: line and the hover keep every point): SVG markers are what a browser draws slowest
+MAX_MARKERS = 24
 
 
 def info_plane_figure(
@@ -145,7 +130,12 @@ def info_plane_figure(
                     legendgroup=str(layer),
                     showlegend=new_layer,
                     line=dict(color=rgba(series_color(li), 0.55), width=1.5),
-                    marker=dict(color=step_color(steps), coloraxis="coloraxis", size=7),
+                    marker=dict(
+                        color=step_color(steps),
+                        coloraxis="coloraxis",
+                        size=7,
+                        maxdisplayed=MAX_MARKERS,
+                    ),
                     hovertemplate=f"<b>{title}</b> · {layer}<br>step %{{customdata}}"
                     f"<br>I(X;T) %{{x:.6g}} {unit}<br>I(T;Y) %{{y:.6g}} {unit}<extra></extra>",
                 )

@@ -18,6 +18,7 @@ from dashboard.figures.common import (
     series_color,
     series_order,
     step_color,
+    trajectory_indices,
 )
 
 QUANTILE_COLUMNS = ("q05", "q25", "q50", "q75", "q95")
@@ -245,6 +246,7 @@ def entropy_reward_figure(
     fit: tuple[float, float] | None = None,
     fit_source: str = "logged",
     unit: str = "nats",
+    max_points: int = 300,
     height: int = 420,
 ) -> go.Figure:
     """Reward against entropy, with the fitted law ``R = -a exp(H) + b``.
@@ -252,17 +254,21 @@ def entropy_reward_figure(
     ``frame``: ``step, entropy`` (nats), ``reward``. ``fit``: ``(a, b)`` as logged
     (``rl/fit/a``, ``rl/fit/b``); ``None`` fits here by least squares. The predicted
     ceiling ``-a + b`` (reward at zero entropy) is drawn as a dashed line. The x axis is
-    in ``unit`` but the law is evaluated in nats.
+    in ``unit`` but the law is evaluated in nats. At most ``max_points`` steps are drawn
+    as markers (evenly spaced plus the extremes, :func:`trajectory_indices`); the fit
+    uses every pair.
     """
     d = frame.dropna(subset=["entropy", "reward"])
     if d.empty:
         return empty_figure("no (entropy, reward) pairs at common steps")
     scale = 1 / LN2 if unit == "bits" else 1.0
-    steps = d["step"].to_numpy()
+    d = d.sort_values("step", kind="stable")
+    shown = d.iloc[trajectory_indices(d["entropy"].to_numpy(), d["reward"].to_numpy(), max_points)]
+    steps = shown["step"].to_numpy()
     fig = go.Figure(
         go.Scatter(
-            x=d["entropy"].to_numpy() * scale,
-            y=d["reward"].to_numpy(),
+            x=shown["entropy"].to_numpy() * scale,
+            y=shown["reward"].to_numpy(),
             customdata=steps,
             mode="markers",
             name="steps",
