@@ -400,13 +400,14 @@ def alert_explanation_figure(
         return empty_figure("the alert's evidence holds no series and none is recorded")
 
     rows = 2 if related else 1
-    fig = make_subplots(
-        rows=rows,
-        cols=1,
-        shared_xaxes=True,
-        vertical_spacing=0.1,
-        row_heights=[0.68, 0.32] if rows == 2 else None,
-    )
+    if rows == 2:
+        fig = make_subplots(
+            rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.1, row_heights=[0.68, 0.32]
+        )
+        top, bottom = dict(row=1, col=1), dict(row=2, col=1)
+    else:  # one panel: a plain figure (make_subplots costs more than the rest together)
+        fig = go.Figure()
+        top = bottom = {}
     label = f"{metric or 'series'}" + (f" · {layer}" if layer else "")
     if main_past is not None:
         fig.add_trace(
@@ -418,8 +419,7 @@ def alert_explanation_figure(
                 line=dict(color=rgba("#7f7f7f", 0.45), width=1.2),
                 hovertemplate="step %{x}<br>%{y:.6g}<extra>whole run</extra>",
             ),
-            row=1,
-            col=1,
+            **top,
         )
     if ev["steps"] is not None:
         fig.add_trace(
@@ -432,8 +432,7 @@ def alert_explanation_figure(
                 marker=dict(size=6),
                 hovertemplate="step %{x}<br>%{y:.6g}<extra>evidence</extra>",
             ),
-            row=1,
-            col=1,
+            **top,
         )
     if ev["peak"] is not None and ev["peak_step"] is not None:
         fig.add_trace(
@@ -445,8 +444,7 @@ def alert_explanation_figure(
                 marker=dict(symbol="star", size=13, color="#9467bd"),
                 hovertemplate="peak at step %{x}<br>%{y:.6g}<extra></extra>",
             ),
-            row=1,
-            col=1,
+            **top,
         )
     threshold = ev["threshold"]
     if threshold is not None:
@@ -457,8 +455,7 @@ def alert_explanation_figure(
             text += "<br>" + _wrap(ev["rule"], 90)
         fig.add_hline(
             y=shown,
-            row=1,
-            col=1,
+            **top,
             line=dict(color=SEVERITY_COLORS.get(severity, "#444"), width=1.5, dash="dash"),
             annotation=dict(
                 text=text,
@@ -481,8 +478,7 @@ def alert_explanation_figure(
                     line=dict(color=rgba(color, 0.35), width=1.2),
                     hovertemplate="step %{x}<br>%{y:.6g}<extra>" + name + "</extra>",
                 ),
-                row=2,
-                col=1,
+                **bottom,
             )
         if r_steps is not None:
             fig.add_trace(
@@ -495,8 +491,7 @@ def alert_explanation_figure(
                     marker=dict(size=5),
                     hovertemplate="step %{x}<br>%{y:.6g}<extra>" + name + "</extra>",
                 ),
-                row=2,
-                col=1,
+                **bottom,
             )
     color = SEVERITY_COLORS.get(severity, "#444")
     x_step = _shape_x(float(step), log_x)
@@ -520,14 +515,14 @@ def alert_explanation_figure(
         legend=dict(orientation="h", y=-0.15, x=0),
     )
     fig.update_xaxes(type=axis_type(log_x))
-    fig.update_xaxes(title="step", row=rows, col=1)
+    fig.update_xaxes(title="step", **bottom)
     if ev["steps"] is not None and main_past is not None:  # open on the evidence window
         x_range = _window(ev["steps"], step, main_past[0], log_x)
         if x_range[0] < x_range[1]:
             fig.update_xaxes(range=x_range)
-    fig.update_yaxes(title=f"{metric or 'value'}{unit_suffix(metric or '', unit)}", row=1, col=1)
+    fig.update_yaxes(title=f"{metric or 'value'}{unit_suffix(metric or '', unit)}", **top)
     if related:
         first = related[0][0]
         title = first + unit_suffix(first, unit) if len(related) == 1 else "related series"
-        fig.update_yaxes(title=title, row=2, col=1)
+        fig.update_yaxes(title=title, **bottom)
     return fig
