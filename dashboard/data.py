@@ -1,5 +1,6 @@
 """How the dashboard reads run logs: the runs root (and nothing outside it), the run list
-and summaries, the selected runs, and their rows with caching and live tailing.
+and summaries, the selected runs, and their rows, read once per server and then tailed by
+row id for every session (:mod:`dashboard.tails`).
 
 Reads run logs only, through :mod:`diagnostics.runlog` (which imports no torch); the
 widgets, empty states and charts the pages share are in :mod:`dashboard.view`.
