@@ -49,7 +49,11 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
-import psutil
+
+try:  # CPU seconds per process (optional: without it those columns read 0)
+    import psutil
+except ImportError:  # pragma: no cover - psutil ships with most environments
+    psutil = None
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -244,6 +248,8 @@ def cpu_seconds() -> dict[int, tuple[str, float]]:
     of a kind we measure: ``server:PORT`` (a Streamlit server) or ``browser`` (Chromium's
     processes), by process id."""
     out: dict[int, tuple[str, float]] = {}
+    if psutil is None:
+        return out
     for proc in psutil.Process().children(recursive=True):
         try:
             if proc.pid not in _KINDS:
