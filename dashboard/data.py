@@ -1,5 +1,6 @@
 """How the dashboard reads run logs: the runs root (and nothing outside it), the run list
-and summaries, the selected runs, and their rows with caching and live tailing.
+and summaries, the selected runs, and their rows, read once per server and then tailed by
+row id for every session (:mod:`dashboard.tails`).
 
 Reads run logs only, through :mod:`diagnostics.runlog` (which imports no torch); the
 widgets, empty states and charts the pages share are in :mod:`dashboard.view`.
@@ -18,11 +19,15 @@ import pandas as pd
 import streamlit as st
 from pandas.api.types import union_categoricals
 
-from diagnostics.runlog import RunLogError, list_runs, open_run, summarize_runs
+from dashboard.tails import TailCache
+from diagnostics.runlog import RunLogError, list_runs, open_run
 
 ENV_ROOT = "INFOSCOPE_ROOT"
-#: (run, metrics) frames kept per browser session for live tailing
-MAX_CACHED_FRAMES = 24
+#: the runs table's columns (those of :func:`diagnostics.runlog.summarize_runs`)
+SUMMARY_COLUMNS = [
+    "run", "name", "created", "status", "first_step", "last_step", "rows", "metrics",
+    "alerts", "warnings", "critical", "failures", "error",
+]  # fmt: skip
 
 
 # ---------------------------------------------------------------------------- root
@@ -77,12 +82,16 @@ def run_list(base: str) -> list[str]:
     return out
 
 
-@st.cache_data(ttl=5, show_spinner="Reading run summaries…")
+@st.cache_data(ttl=2, show_spinner=False)
 def run_summaries(base: str) -> pd.DataFrame:
+    """One row per run below ``base`` (as :func:`diagnostics.runlog.summarize_runs`, with
+    ``run`` relative to ``base``); a run that cannot be read gets a row with ``error``."""
     try:
-        table = summarize_runs(base)
+        dirs = list_runs(base)
     except RunLogError:
         return pd.DataFrame()
+    rows = [run_summary(d) for d in dirs]
+    table = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
     table["run"] = [
         Path(r).resolve().relative_to(Path(base)).as_posix()
         if Path(r).resolve() != Path(base)
@@ -159,61 +168,78 @@ def _concat(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-@st.cache_data(max_entries=48, show_spinner=False)
-def _scalars_upto(path: str, metrics: tuple[str, ...] | None, last_id: int) -> pd.DataFrame:
-    """Scalar rows of ``metrics`` with ``id <= last_id`` (cached across sessions: a
-    finished run's rows never change, a live run's key moves with its last id)."""
-    with open_run(path) as reader:
-        df = reader.scalars(metrics=list(metrics) if metrics is not None else None)
-    return df[df["id"].to_numpy() <= last_id].reset_index(drop=True)
+#: shared caches (see :mod:`dashboard.tails`): frames per (run, metrics), metric names,
+#: distributions, alerts, and the runs table's per-run counts
+FRAMES = TailCache(32)
+NAMES = TailCache(256)
+DISTS = TailCache(16)
+ALERTS = TailCache(256)
+SUMMARIES = TailCache(1024)
+#: above this many new rows, metric names are re-read with one query, not from the rows
+_NAMES_TAIL_ROWS = 20_000
+
+
+def _ident(run: Run) -> tuple[str, object]:
+    """What names a run in the caches: its path and creation time (a run rewritten at
+    the same path is a new run)."""
+    return str(run.path), (run.meta or {}).get("created")
+
+
+def _last_id(df: pd.DataFrame, last: int) -> int:
+    return max(last, int(df["id"].max())) if len(df) else last
 
 
 def scalars(run: Run, metrics: list[str] | None) -> pd.DataFrame:
-    """Scalar rows of ``metrics`` (all if None) for ``run``.
-
-    The first call for a (run, metrics) pair reads through the cross-session cache; later
-    calls in this session read only rows newer than the last seen id (live tail), kept
-    per run in ``st.session_state``.
-    """
-    key = (str(run.path), None if metrics is None else tuple(sorted(set(metrics))))
-    cache = st.session_state.setdefault("_scalar_cache", {})
+    """Scalar rows of ``metrics`` (all if None) for ``run``, read once per server and
+    tailed by row id afterwards (only rows newer than the last seen id are read), shared
+    by every session: treat the frame as read-only."""
+    names = None if metrics is None else tuple(sorted(set(metrics)))
     with open_run(run.path) as reader:
         last = reader.last_id()
-        hit = cache.get(key)
-        if hit is None or hit[1] > last:  # first time, or the run was rewritten
-            df = _scalars_upto(key[0], key[1], last)
-            seen = last
-        elif hit[1] < last:
-            new = reader.scalars(metrics=key[1], after_id=hit[1])
-            df = _concat(hit[0], new)
-            seen = max(last, int(new["id"].max())) if len(new) else last
-        else:
-            return hit[0]
-    cache.pop(key, None)
-    cache[key] = (df, seen)
-    while len(cache) > MAX_CACHED_FRAMES:  # least recently loaded first
-        cache.pop(next(iter(cache)))
-    return df
+
+        def full():
+            df = reader.scalars(metrics=names)
+            return df, _last_id(df, last)
+
+        def tail(df, seen):
+            new = reader.scalars(metrics=names, after_id=seen)
+            return _concat(df, new), _last_id(new, last)
+
+        return FRAMES.get((*_ident(run), names), last=last, full=full, tail=tail)
 
 
 def distributions(run: Run, metric: str) -> pd.DataFrame:
-    """Distribution rows of ``metric``, tailed by id like :func:`scalars`."""
-    key = ("dist", str(run.path), metric)
-    cache = st.session_state.setdefault("_dist_cache", {})
-    hit = cache.get(key)
-    after = hit[1] if hit is not None else 0
+    """Distribution rows of ``metric``, tailed by id like :func:`scalars` (read-only)."""
     with open_run(run.path) as reader:
-        new = reader.distributions(metrics=[metric], after_id=after)
-    if hit is not None and new.empty:
-        return hit[0]
-    df = new if hit is None else pd.concat([hit[0], new], ignore_index=True)
-    cache[key] = (df, int(df["id"].max()) if len(df) else 0)
-    return df
+
+        def full():
+            df = reader.distributions(metrics=[metric])
+            return df, _last_id(df, 0)
+
+        def tail(df, seen):
+            new = reader.distributions(metrics=[metric], after_id=seen)
+            if new.empty:
+                return df, seen
+            return pd.concat([df, new], ignore_index=True), _last_id(new, seen)
+
+        return DISTS.get((*_ident(run), metric), last=None, full=full, tail=tail)
 
 
 def alerts(run: Run) -> pd.DataFrame:
+    """The run's alerts, tailed by id (read-only)."""
     with open_run(run.path) as reader:
-        return reader.alerts()
+
+        def full():
+            df = reader.alerts()
+            return df, _last_id(df, 0)
+
+        def tail(df, seen):
+            new = reader.alerts(after_id=seen)
+            if new.empty:
+                return df, seen
+            return pd.concat([df, new], ignore_index=True), _last_id(new, seen)
+
+        return ALERTS.get(_ident(run), last=None, full=full, tail=tail)
 
 
 def events(run: Run) -> pd.DataFrame:
@@ -221,15 +247,82 @@ def events(run: Run) -> pd.DataFrame:
         return reader.events()
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
-def _metric_names(path: str, last_id: int) -> list[str]:
-    with open_run(path) as reader:
-        return reader.metrics()
+def _names_tail(reader, names: frozenset, seen: int, last: int) -> tuple[frozenset, int]:
+    if last - seen > _NAMES_TAIL_ROWS:
+        return frozenset(reader.metrics()), last
+    new = reader.scalars(after_id=seen)
+    present = new["metric"].cat.remove_unused_categories().cat.categories
+    return names | frozenset(present), _last_id(new, last)
 
 
 def metric_names(run: Run) -> list[str]:
-    """Scalar metric names present in ``run`` (cached per run and last row id)."""
-    return _metric_names(str(run.path), run.last_id)
+    """Scalar metric names present in ``run``, sorted (read once, then from new rows)."""
+    with open_run(run.path) as reader:
+        last = reader.last_id()
+        names = NAMES.get(
+            _ident(run),
+            last=last,
+            full=lambda: (frozenset(reader.metrics()), last),
+            tail=lambda names, seen: _names_tail(reader, names, seen, last),
+        )
+    return sorted(names)
+
+
+def _counts(reader, last: int) -> tuple[dict, int]:
+    """Rows and step range of a run's scalar table as of ``last``."""
+    summary = reader.summary()
+    return {k: summary[k] for k in ("rows", "first_step", "last_step")}, last
+
+
+def _counts_tail(reader, counts: dict, seen: int, last: int) -> tuple[dict, int]:
+    if last - seen > _NAMES_TAIL_ROWS:
+        return _counts(reader, last)
+    new = reader.scalars(after_id=seen)
+    if new.empty:
+        return counts, last
+    lo, hi = int(new["step"].min()), int(new["step"].max())
+    return {
+        "rows": counts["rows"] + len(new),
+        "first_step": lo if counts["first_step"] is None else min(counts["first_step"], lo),
+        "last_step": hi if counts["last_step"] is None else max(counts["last_step"], hi),
+    }, _last_id(new, last)
+
+
+def run_summary(path: Path) -> dict:
+    """One row of :func:`run_summaries` (the columns of
+    :func:`diagnostics.runlog.summarize_runs`): the scalar table's counts are read once
+    and tailed by row id, the alert and event counts and the status each time."""
+    try:
+        with open_run(path) as reader:
+            meta, status, last = reader.meta, reader.status, reader.last_id()
+            counts = SUMMARIES.get(
+                (str(path), meta.get("created")),
+                last=last,
+                full=lambda: _counts(reader, last),
+                tail=lambda c, seen: _counts_tail(reader, c, seen, last),
+            )
+            run = Run(path.name, path, meta=meta, status=status, last_id=last)
+            al = alerts(run)
+            n_metrics = len(metric_names(run))
+            ev = reader.events()
+    except RunLogError as exc:
+        return {"run": str(path), "name": path.name, "status": "unreadable", "error": str(exc)}
+    severity = al["severity"].value_counts() if len(al) else pd.Series(dtype=int)
+    return {
+        "run": str(path),
+        "name": meta.get("name", path.name),
+        "created": meta.get("created"),
+        "status": status,
+        "first_step": counts["first_step"],
+        "last_step": counts["last_step"],
+        "rows": counts["rows"],
+        "metrics": n_metrics,
+        "alerts": len(al),
+        "warnings": int(severity.get("warning", 0)),
+        "critical": int(severity.get("critical", 0)),
+        "failures": int(ev["kind"].astype(str).str.contains("failure").sum()) if len(ev) else 0,
+        "error": None,
+    }
 
 
 def with_layer_order(df: pd.DataFrame) -> list[str]:

@@ -147,9 +147,11 @@ def evenly_spaced(items: list, k: int) -> list:
     return [items[i] for i in idx]
 
 
-def chart(fig, data: pd.DataFrame | None, *, key: str, file_name: str) -> None:
-    """Draw ``fig`` and offer ``data`` (what it shows) as a CSV download."""
-    st.plotly_chart(fig, key=key, config={"displaylogo": False})
+def chart(fig, data: pd.DataFrame | None, *, key: str, file_name: str, **select):
+    """Draw ``fig`` and offer ``data`` (what it shows) as a CSV download. ``select``
+    (``on_select``, ``selection_mode``) makes the chart a widget; its selection state is
+    returned (else None)."""
+    event = st.plotly_chart(fig, key=key, config={"displaylogo": False}, **select)
     if data is not None and not data.empty:
         frame = data.copy()
         st.download_button(
@@ -162,6 +164,7 @@ def chart(fig, data: pd.DataFrame | None, *, key: str, file_name: str) -> None:
             icon=":material/download:",
             type="tertiary",
         )
+    return event if select else None
 
 
 def live_caption(runs: list[Run]) -> None:

@@ -11,6 +11,9 @@
 - ``bad/run.sqlite``: garbage bytes. ``foreign/run.sqlite``: a SQLite file that is not a
   run.
 
+Alerts carry the evidence layout of :mod:`diagnostics.schema` (the tanh run's compression
+onset, with its I(X;T) window, threshold and I(T;Y)), or the layout of runs written before
+it (``lm/grpo``'s token-entropy collapse names a ``series`` and no usable threshold).
 Values are in nats like real runs. Everything is deterministic (seeded).
 """
 
@@ -54,6 +57,8 @@ def write_ib_run(path: Path, *, tanh: bool, seed: int) -> None:
         "config": {"activation": name, "lr": 4e-4, "batch_size": 256, "epochs": 10000},
         "model_summary": "Linear(12,10) -> Linear(10,7) -> Linear(7,5) -> Linear(5,4) -> Linear(4,3)",
     }
+    onset = 367  # where layers.4 of the tanh run has fallen 12% below its I(X;T) peak
+    seen: dict[str, list] = {"steps": [], "xt": [], "ty": []}  # layers.4 up to the onset
     with RunWriter(path, meta=meta, batch_rows=2000) as w:
         for step in IB_STEPS:
             p = min(1.0, step / 2000)
@@ -82,15 +87,39 @@ def write_ib_run(path: Path, *, tanh: bool, seed: int) -> None:
                     kxt, kty = _ib_point(i, step, tanh)
                     values["info_plane/kde/I_XT"] = 0.8 * kxt
                     values["info_plane/kde/I_TY"] = 0.9 * kty
+                if layer == "layers.4" and step <= onset:
+                    seen["steps"].append(step)
+                    seen["xt"].append(values["info_plane/binning/I_XT"])
+                    seen["ty"].append(values["info_plane/binning/I_TY"])
                 w.log(step, values, layer=layer)
-        if tanh:
+        if tanh:  # the evidence layout of diagnostics.schema ("Alerts")
+            peak = max(seen["xt"])
             w.alert(
-                316,
+                onset,
                 "compression_onset",
                 severity="info",
                 layer="layers.4",
-                message="I(X;T) of layers.4 started to fall at step 316",
-                evidence={"metric": "info_plane/binning/I_XT", "peak_step": 251, "drop": 0.31},
+                message=f"compression phase: I(X;T) of layers.4 (binning) fell to "
+                f"{seen['xt'][-1]:.3g} from its peak {peak:.3g}",
+                evidence={
+                    "metric": "info_plane/binning/I_XT",
+                    "layer": "layers.4",
+                    "steps": seen["steps"][-12:],
+                    "values": seen["xt"][-12:],
+                    "threshold": 0.88 * peak,
+                    "direction": "below",
+                    "rule": "I_XT <= (1 - compression_drop) * peak since the layer predicts",
+                    "settings": {"compression_drop": 0.12},
+                    "related": {
+                        "info_plane/binning/I_TY": {
+                            "steps": seen["steps"][-12:],
+                            "values": seen["ty"][-12:],
+                        }
+                    },
+                    "estimator": "binning",
+                    "peak": peak,
+                    "peak_step": seen["steps"][int(np.argmax(seen["xt"]))],
+                },
             )
             w.alert(
                 1000,
@@ -162,12 +191,18 @@ def write_lm_run(path: Path, *, seed: int = 3) -> None:
             message="78% of tokens have positive entropy-advantage covariance",
             evidence={"metric": "rl/cov/pos_share", "value": 0.78, "threshold": 0.7},
         )
-        w.alert(
+        w.alert(  # the evidence layout of runs written before 0.2: "series", no threshold
             120,
             "token_entropy_collapse",
             severity="critical",
             message="token entropy fell to 12% of its initial value within 120 steps",
-            evidence={"metric": "lm/token_entropy/mean", "initial": 2.45, "value": 0.36},
+            evidence={
+                "series": "lm/token_entropy/mean",
+                "steps": [100, 105, 110, 115, 120],
+                "values": [0.45, 0.42, 0.40, 0.38, 0.36],
+                "initial": 2.45,
+                "threshold": 0.15,
+            },
         )
         w.alert(
             150,

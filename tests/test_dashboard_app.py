@@ -107,6 +107,15 @@ def test_information_plane_bits_by_default_and_nats_on_request(runs_root, monkey
     np.testing.assert_allclose(trace["x"], xt / math.log(2))
     np.testing.assert_allclose(trace["y"], ty / math.log(2))
     assert trace["marker"]["coloraxis"] == "coloraxis"  # coloured by step
+    # the tanh run's compression onset: a star on layers.4's trajectory at the alert's step
+    (onset,) = [t for t in spec["data"] if t["name"] == "compression onset"]
+    assert onset["marker"]["symbol"] == "star" and onset["xaxis"] == "x"  # the tanh panel
+    at_onset = logged(runs_root, "ib/tanh", "info_plane/binning/I_XT", "layers.4")
+    x_onset = at_onset.loc[at_onset["step"] == 367, "value"].item() / math.log(2)
+    np.testing.assert_allclose(onset["x"], [x_onset])
+    assert (
+        "367" in str(onset["customdata"][0][1]) and "compression phase" in onset["customdata"][0][2]
+    )
 
     at = open_page(runs_root, "information-plane", monkeypatch, run=["ib/tanh"], unit="nats")
     (spec,) = specs(at)
@@ -128,6 +137,7 @@ def test_information_plane_estimator_choice_and_step_limit(runs_root, monkeypatc
     assert len(spec["data"]) == 5  # only tanh logged kde
     steps = np.concatenate([t["customdata"] for t in spec["data"]])
     assert steps.max() == IB_STEPS[20]
+    assert "compression onset" not in names(spec)  # step 367 is beyond the steps shown
 
 
 def test_information_plane_empty_state(runs_root, monkeypatch):
@@ -207,7 +217,7 @@ def test_language_model_page(runs_root, monkeypatch):
     # the full distribution: every step's shares sum to 1
     hist = charts[1]["data"][0]
     assert hist["type"] == "heatmap"
-    np.testing.assert_allclose(np.nansum(np.asarray(hist["customdata"]), axis=0), 1.0, atol=1e-9)
+    np.testing.assert_allclose(np.nansum(np.asarray(hist["z"]), axis=0), 1.0, atol=1e-6)
     # attention: layer x head, one frame per step
     attn = next(s for s in charts if s.get("frames") and s["data"][0]["type"] == "heatmap")
     assert np.asarray(attn["data"][0]["z"]).shape == (4, 4)
@@ -230,14 +240,90 @@ def test_collapse_page_cards_timeline_and_triggering_series(runs_root, monkeypat
     assert set(names(timeline)) == {"info", "warning", "critical"}
     critical = next(t for t in timeline["data"] if t["name"] == "critical")
     assert list(critical["y"]) == ["token_entropy_collapse"] and list(critical["x"]) == [120]
-    # the default alert is the most severe: its series with a marker at its step
-    assert names(series) == ["lm/token_entropy/mean"]
-    assert any(s["x0"] == 120 for s in series["layout"]["shapes"])
+    assert [str(v) for v in critical["customdata"][0][3:]] == ["lm/grpo", "2"]  # run, id
+    # the default alert is the most severe (a run written before 0.2: "series", no
+    # threshold in the series' units): the evidence over the whole run, the step marked
+    assert names(series) == [
+        "lm/token_entropy/mean (whole run)",
+        "lm/token_entropy/mean (evidence)",
+    ]
+    assert [s["x0"] for s in series["layout"]["shapes"]] == [120]  # no threshold line
+    assert "before alerts recorded their threshold" in texts(at)
     assert at.json, "evidence shown"
-    assert any("probe_failure" in str(df.value["kind"].tolist()) for df in at.dataframe)
+    table = next(df.value for df in at.dataframe if "message" in df.value)
+    assert list(table["severity"]) == ["critical", "warning", "warning", "warning", "info"]
+    assert any(
+        "probe_failure" in str(df.value["kind"].tolist())
+        for df in at.dataframe
+        if "kind" in df.value
+    )
 
 
-def test_collapse_alert_detail_highlights_the_layer(runs_root, monkeypatch):
+def explanation(at) -> dict:
+    (spec,) = [s for s in specs(at) if any("(whole run)" in (n or "") for n in names(s))]
+    return spec
+
+
+def test_collapse_table_row_explains_the_alert_with_its_threshold(runs_root, monkeypatch):
+    """Selecting the compression onset in the alert table draws its evidence, the
+    whole-run I(X;T) of that layer, the threshold labelled with the rule, the step, and
+    I(T;Y) in a second row."""
+    at = open_page(runs_root, "collapse", monkeypatch, run=["lm/grpo", "ib/tanh"])
+    table = next(df.value for df in at.dataframe if "message" in df.value)
+    row = int(np.flatnonzero(table["indicator"] == "compression_onset")[0])
+    at.session_state["col_table"] = {"selection": {"rows": [row], "columns": []}}
+    at.run()
+    assert not at.exception
+    assert at.selectbox(key="col_alert").value.startswith("ib/tanh · step 367 · compression_onset")
+    spec = explanation(at)
+    with open_run(runs_root / "ib" / "tanh") as r:
+        (alert,) = [a for _, a in r.alerts().iterrows() if a["indicator"] == "compression_onset"]
+    ev = alert["evidence"]
+    evid = next(
+        t for t in spec["data"] if t["name"] == "info_plane/binning/I_XT · layers.4 (evidence)"
+    )
+    np.testing.assert_allclose(evid["y"], np.array(ev["values"]) / math.log(2))  # bits
+    whole = next(t for t in spec["data"] if t["name"].endswith("layers.4 (whole run)"))
+    xt = logged(runs_root, "ib/tanh", "info_plane/binning/I_XT", "layers.4")["value"].to_numpy()
+    np.testing.assert_allclose(whole["y"], xt / math.log(2))
+    shapes = spec["layout"]["shapes"]
+    (threshold,) = [s for s in shapes if s["xref"] == "x domain"]
+    assert threshold["y0"] == pytest.approx(ev["threshold"] / math.log(2))
+    assert {s["x0"] for s in shapes if s["xref"] != "x domain"} == {367}
+    label = next(a["text"] for a in spec["layout"]["annotations"] if "threshold" in a["text"])
+    assert "fires below" in label and "compression_drop" in label
+    ity = next(t for t in spec["data"] if t["name"] == "info_plane/binning/I_TY (evidence)")
+    assert ity["yaxis"] == "y2"
+    assert spec["layout"]["title"]["text"].startswith("compression phase")
+
+
+def test_collapse_timeline_marker_and_card_pick_the_alert(runs_root, monkeypatch):
+    at = open_page(runs_root, "collapse", monkeypatch, run=["lm/grpo", "ib/tanh"])
+    # a click on a timeline marker: Plotly's selection event carries the marker's customdata
+    timeline = specs(at)[0]
+    warning = next(t for t in timeline["data"] if t["name"] == "warning")
+    i = [str(c[3]) for c in warning["customdata"]].index("ib/tanh")
+    point = {"x": int(warning["x"][i]), "customdata": [str(c) for c in warning["customdata"][i]]}
+    at.session_state["col_timeline"] = {
+        "selection": {"points": [point], "point_indices": [i], "box": [], "lasso": []}
+    }
+    at.run()
+    assert not at.exception
+    assert at.selectbox(key="col_alert").value == (
+        "ib/tanh · step 1000 · saturation (warning) · layers.4 · #2"
+    )
+    spec = explanation(at)
+    assert spec["layout"]["title"]["text"].startswith("48% of layers.4 units saturated")
+    (threshold,) = [s for s in spec["layout"]["shapes"] if s["xref"] == "x domain"]
+    assert threshold["y0"] == 0.4  # not an information quantity: no unit conversion
+    # the card's button picks that indicator's worst alert
+    next(b for b in at.button if b.key == "col_card_attention_collapse").click().run()
+    assert not at.exception
+    assert "attention_collapse" in at.selectbox(key="col_alert").value
+    assert explanation(at)["layout"]["title"]["text"].startswith("2 of 4 heads")
+
+
+def test_collapse_alert_detail_from_the_url(runs_root, monkeypatch):
     at = open_page(
         runs_root,
         "collapse",
@@ -245,10 +331,10 @@ def test_collapse_alert_detail_highlights_the_layer(runs_root, monkeypatch):
         run=["ib/tanh"],
         col_alert="ib/tanh · step 1000 · saturation (warning) · layers.4 · #2",
     )
-    _, series = specs(at)
-    widths = {t["name"]: t["line"]["width"] for t in series["data"]}
-    assert widths["layers.4"] > widths["layers.0"]
-    assert series["layout"]["title"]["text"].startswith("act/saturated_frac")
+    spec = explanation(at)
+    assert [t["name"] for t in spec["data"]] == ["act/saturated_frac · layers.4 (whole run)"]
+    sat = logged(runs_root, "ib/tanh", "act/saturated_frac", "layers.4")["value"].to_numpy()
+    np.testing.assert_allclose(spec["data"][0]["y"], sat)
 
 
 def test_collapse_without_alerts(runs_root, monkeypatch, tmp_path):

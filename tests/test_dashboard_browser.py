@@ -153,6 +153,36 @@ def test_widget_changes_are_written_to_the_url(server, browser):
         page.close()
 
 
+def test_clicking_an_alert_marker_explains_it(server, browser):
+    """A click on the compression-onset marker of the Collapse timeline (a Plotly
+    selection event) picks that alert: its series, threshold and step are drawn."""
+    page = _open(browser, f"{server}/collapse?run=ib/tanh&run=lm/grpo", "Collapse indicators")
+    try:
+        # the "info" trace (the first) holds one marker: the tanh run's compression onset
+        marker = page.locator(".st-key-col_timeline .scatterlayer .trace").first
+        box = marker.locator(".points path").first.bounding_box()
+        page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        page.wait_for_url("**col_alert=ib%2Ftanh*compression_onset**", timeout=30_000)
+        shapes = page.wait_for_function(
+            """() => {
+              const el = document.querySelector('.st-key-col_explain .js-plotly-plot');
+              if (!el || !el.layout.title || !el.layout.title.text.includes('compression phase'))
+                return null;
+              return el.layout.shapes.map(s => [s.xref, s.x0, s.y0]);
+            }""",
+            timeout=30_000,
+        ).json_value()
+        assert ["x", 367, 0] in shapes  # the step where it fired
+        assert any(xref == "x domain" and y > 0 for xref, _, y in shapes)  # the threshold
+        page.wait_for_function(RENDERED, timeout=30_000)
+        _assert_no_exception(page, "collapse after the click")
+        assert "Rule:" in page.inner_text("body")
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "dashboard_alert_explained.png"), full_page=True)
+    finally:
+        page.close()
+
+
 def test_live_run_gains_points_while_open(server, browser, root):
     """A writer process appends to a running run while the page is open: the page first
     says the run has no metrics yet, fills in once rows arrive, then keeps growing."""

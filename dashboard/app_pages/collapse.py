@@ -1,5 +1,6 @@
-"""Collapse: a status card per indicator, every alert on a timeline, and the series that
-triggered a chosen alert."""
+"""Collapse: a status card per indicator, every alert on a timeline and in a table, and the
+alert picked (a card's button, a timeline marker, a table row or the selector) explained:
+the series that fired, its threshold and the step, drawn from the alert's evidence."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ BADGE = {
     "warning": ":orange[▲ warning]",
     "critical": ":red[✖ critical]",
 }
+COLUMNS = ["id", "step", "wall_time", "indicator", "severity", "layer", "message", "evidence"]
 
 st.title("Collapse indicators")
 runs = V.require_runs()
@@ -26,50 +28,141 @@ S = V.settings()
 
 
 def all_alerts() -> pd.DataFrame:
+    """Every selected run's alerts, most severe and most recent first, with ``key``
+    (:func:`F.alert_key`) and ``label`` (the selector's text) per alert."""
     parts = [D.alerts(r).assign(run=r.rel) for r in runs]
     parts = [p for p in parts if not p.empty]
     if not parts:
-        return pd.DataFrame(
-            columns=[
-                "id",
-                "step",
-                "wall_time",
-                "indicator",
-                "severity",
-                "layer",
-                "message",
-                "evidence",
-                "run",
-            ]
-        )
-    return pd.concat(parts, ignore_index=True)
-
-
-alerts = all_alerts()
-indicators = list(schema.INDICATORS) + sorted(set(alerts["indicator"]) - set(schema.INDICATORS))
+        return pd.DataFrame(columns=[*COLUMNS, "run", "key", "label"])
+    al = pd.concat(parts, ignore_index=True)
+    rank = al["severity"].map(F.SEVERITY_RANK).fillna(0)
+    al = al.assign(_r=rank).sort_values(["_r", "step"], ascending=[False, False], kind="stable")
+    al = al.drop(columns="_r").reset_index(drop=True)
+    al["key"] = [F.alert_key(r, i) for r, i in zip(al["run"], al["id"])]
+    al["label"] = [
+        f"{a['run']} · step {a['step']} · {a['indicator']} ({a['severity']})"
+        + (f" · {a['layer']}" if isinstance(a["layer"], str) else "")
+        + f" · #{a['id']}"
+        for _, a in al.iterrows()
+    ]
+    return al
 
 
 def series_metric(run, alert) -> str | None:
-    """The metric that shows ``alert``: the evidence's ``metric`` if it names one, else
-    the indicator's usual series."""
+    """The metric that shows ``alert``: the evidence's if it names one, else the
+    indicator's usual series."""
     names = D.metric_names(run)
-    ev = alert["evidence"] if isinstance(alert["evidence"], dict) else {}
-    if isinstance(ev.get("metric"), str) and ev["metric"] in names:
+    ev = F.read_evidence(alert["evidence"])
+    if ev["metric"] in names:
         return ev["metric"]
     info = F.INDICATOR_INFO.get(alert["indicator"], {})
     for pattern in info.get("series", ()):
         hits = sorted(fnmatch.filter(names, pattern))
         if hits:
             return hits[0]
+    return ev["metric"]
+
+
+def recorded(run, metric: str, layer: str | None) -> pd.DataFrame:
+    """``step, value`` of ``metric`` in ``run``: the rows of ``layer`` if it logged any,
+    else the whole-model rows."""
+    if metric not in D.metric_names(run):
+        return pd.DataFrame(columns=["step", "value"])
+    df = D.scalars(run, [metric])
+    rows = df[df["layer"] == layer] if layer is not None else df.iloc[:0]
+    if rows.empty:
+        rows = df[df["layer"].isna()]
+    return rows[["step", "value"]]
+
+
+def picked_now(al: pd.DataFrame, cards: dict, timeline, table) -> str | None:
+    """The alert a click picked in this run (a card's button, a timeline marker or a table
+    row), or None. A selection counts once, when it changes."""
+    for indicator, clicked in cards.items():
+        if clicked:
+            return al.loc[al["indicator"] == indicator, "key"].iloc[0]
+    points = timeline["selection"]["points"] if timeline is not None else []
+    rows = table["selection"]["rows"] if table is not None else []
+    seen = st.session_state.get("_col_seen")
+    now = (tuple(str(p.get("customdata")) for p in points), tuple(rows))
+    st.session_state["_col_seen"] = now
+    if seen is None or now == seen:
+        return None
+    if now[0] != seen[0] and points:
+        data = points[0].get("customdata") or []
+        if len(data) >= 5:
+            return F.alert_key(data[3], data[4])
+    if now[1] != seen[1] and rows and rows[0] < len(al):
+        return al["key"].iloc[rows[0]]
     return None
+
+
+def explain(al: pd.DataFrame) -> None:
+    """The selector and the chosen alert explained."""
+    st.subheader("Alert detail")
+    pick = st.selectbox(
+        "Alert",
+        list(al["label"]),
+        key="col_alert",
+        help="Most severe and most recent first. Clicking a card's button, a timeline "
+        "marker or a table row picks one too.",
+        **V.URL,
+    )
+    a = al[al["label"] == pick].iloc[0]
+    run = next(r for r in runs if r.rel == a["run"])
+    ev = F.read_evidence(a["evidence"])
+    metric = series_metric(run, a)
+    layer = ev["layer"] or (a["layer"] if isinstance(a["layer"], str) else None)
+    c1, c2 = st.columns([3, 2])
+    with c1:
+        history = recorded(run, metric, layer) if metric else None
+        related = {m: recorded(run, m, layer) for m in ev["related"]}
+        fig = F.alert_explanation_figure(
+            a["evidence"],
+            step=float(a["step"]),
+            message=a["message"],
+            severity=a["severity"],
+            metric=metric,
+            layer=layer,
+            history=history,
+            related_history=related,
+            unit=S["unit"],
+            log_x=S["log_x"],
+            max_points=S["max_points"],
+        )
+        frames = [] if history is None else [history.assign(metric=metric, layer=layer)]
+        frames += [h.assign(metric=m, layer=layer) for m, h in related.items() if not h.empty]
+        V.chart(
+            fig,
+            pd.concat(frames, ignore_index=True) if frames else None,
+            key="col_explain",
+            file_name=f"{a['indicator']}_series.csv",
+        )
+        if ev["legacy"]:
+            st.caption(
+                "This run was written before alerts recorded their threshold in the "
+                "series' units: the series and the step are shown, the threshold is in the "
+                "evidence only."
+            )
+    with c2:
+        st.markdown(f"**{a['message']}**")
+        info = F.INDICATOR_INFO.get(a["indicator"], {})
+        if info:
+            st.caption(f"{info['text']} _{info['source']}_")
+        if ev["rule"]:
+            st.markdown(f"Rule: `{ev['rule']}`")
+        st.markdown("Evidence")
+        st.json(a["evidence"] if isinstance(a["evidence"], dict) else {}, expanded=False)
 
 
 @st.fragment(run_every=V.run_every(runs))
 def draw() -> None:
     al = all_alerts()
+    indicators = list(schema.INDICATORS) + sorted(set(al["indicator"]) - set(schema.INDICATORS))
     V.live_caption(runs)
     status = F.indicator_status(al, indicators)
     cols = st.columns(3)
+    cards = {}
     for i, row in status.iterrows():
         info = F.INDICATOR_INFO.get(row["indicator"], {})
         with cols[i % 3].container(border=True):
@@ -82,84 +175,45 @@ def draw() -> None:
                 else:
                     where = f"steps {int(row['first_step'])} – {int(row['last_step'])}"
                 st.caption(f"{row['alerts']} alert(s), {where}. Last: {row['last_message']}")
+                cards[row["indicator"]] = st.button(
+                    "Explain",
+                    key=f"col_card_{row['indicator']}",
+                    icon=":material/query_stats:",
+                    type="tertiary",
+                    help="Show the series that fired, its threshold and the step.",
+                )
             st.caption(f"{info.get('text', '')} _{info.get('source', '')}_")
 
     st.subheader("Timeline")
     if al.empty:
         st.success("No alerts raised in the selected runs.", icon=":material/check_circle:")
-    else:
-        fig = F.alert_timeline_figure(al, log_x=S["log_x"])
-        table = al[["run", "step", "indicator", "severity", "layer", "message", "evidence"]].copy()
-        table["evidence"] = [V.short_json(e).replace("\n", " ") for e in table["evidence"]]
-        V.chart(fig, table, key="col_timeline", file_name="alerts.csv")
+        return
+    st.caption("Click a marker or a table row (or a card's Explain) to explain that alert.")
+    fig = F.alert_timeline_figure(al, log_x=S["log_x"])
+    table = al[["severity", "step", "indicator", "layer", "run", "message"]]
+    timeline = V.chart(
+        fig,
+        table.assign(evidence=[V.short_json(e).replace("\n", " ") for e in al["evidence"]]),
+        key="col_timeline",
+        file_name="alerts.csv",
+        on_select="rerun",
+        selection_mode="points",
+    )
+    chosen = st.dataframe(
+        table,
+        hide_index=True,
+        key="col_table",
+        on_select="rerun",
+        selection_mode="single-row",
+        height=min(400, 38 + 35 * len(table)),
+    )
+    key = picked_now(al, cards, timeline, chosen)
+    if key is not None and key in set(al["key"]):
+        st.session_state["col_alert"] = al.loc[al["key"] == key, "label"].iloc[0]
+    explain(al)
 
 
 draw()
-
-if not alerts.empty:
-    st.subheader("Alert detail")
-    sev_rank = alerts["severity"].map(F.SEVERITY_RANK).fillna(0)
-    order = alerts.assign(_r=sev_rank).sort_values(["_r", "step"], ascending=[False, False])
-    labels = {
-        f"{a['run']} · step {a['step']} · {a['indicator']} ({a['severity']})"
-        + (f" · {a['layer']}" if isinstance(a["layer"], str) else "")
-        + f" · #{a['id']}": i
-        for i, a in order.iterrows()
-    }
-    pick = st.selectbox(
-        "Alert",
-        list(labels),
-        key="col_alert",
-        help="Most severe and most recent first.",
-        **V.URL,
-    )
-    a = alerts.loc[labels[pick]]
-    run = next(r for r in runs if r.rel == a["run"])
-    c1, c2 = st.columns([3, 2])
-    with c1:
-        metric = series_metric(run, a)
-        if metric is None:
-            st.caption("No logged series matches this indicator.")
-        else:
-            df = D.scalars(run, [metric])
-            layer = a["layer"] if isinstance(a["layer"], str) else None
-            if df["layer"].notna().any():
-                df = df[df["layer"].notna()]
-                series = df["layer"].astype(object)
-            else:
-                series = pd.Series(metric, index=df.index)
-            frame = pd.DataFrame(
-                {
-                    "series": series.to_numpy(),
-                    "step": df["step"].to_numpy(),
-                    "value": F.convert_units(df["value"].to_numpy(), metric, S["unit"]),
-                }
-            )
-            same = alerts[(alerts["run"] == a["run"]) & (alerts["indicator"] == a["indicator"])]
-            marks = [
-                (float(s), F.SEVERITY_COLORS.get(sev, "#888"), "")
-                for s, sev in zip(same["step"], same["severity"])
-                if s != a["step"]
-            ] + [(float(a["step"]), F.SEVERITY_COLORS.get(a["severity"], "#888"), a["severity"])]
-            fig = F.line_figure(
-                frame,
-                smoothing=S["smoothing"],
-                log_x=S["log_x"],
-                log_y=S["log_y"],
-                max_points=S["max_points"],
-                y_title=f"{metric}{F.unit_suffix(metric, S['unit'])}",
-                highlight=[layer] if layer else None,
-                marks=marks,
-                title=f"{metric} — {run.rel}",
-            )
-            V.chart(fig, frame, key="col_series", file_name=f"{a['indicator']}_series.csv")
-    with c2:
-        st.markdown(f"**{a['message']}**")
-        info = F.INDICATOR_INFO.get(a["indicator"], {})
-        if info:
-            st.caption(f"{info['text']} _{info['source']}_")
-        st.markdown("Evidence")
-        st.json(a["evidence"] if isinstance(a["evidence"], dict) else {}, expanded=True)
 
 failures = []
 for r in runs:

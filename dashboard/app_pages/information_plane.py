@@ -70,7 +70,8 @@ points = c3.selectbox(
     [30, 60, 120, 250, 500, 1000],
     index=1,
     key="ip_pts",
-    help="Long trajectories are strided down to this many points (markers are slow to draw).",
+    help="Long trajectories are drawn with this many points, evenly spaced plus each "
+    "stretch's extremes (markers are slow to draw).",
     **V.URL,
 )
 
@@ -88,15 +89,18 @@ def draw() -> None:
     if animate and not anim:
         st.caption("Too many points to animate; showing the static picture.")
     fig = F.info_plane_figure(data, unit=S["unit"], max_points=points, animate=anim)
+    onsets = {r.rel: F.onset_points(data[r.rel], D.alerts(r), est) for r in with_est}
+    F.add_onset_markers(fig, onsets, data, unit=S["unit"])
     V.live_caption(with_est)
     frame = pd.concat([v.assign(run=k) for k, v in data.items()], ignore_index=True)
     if not frame.empty:
         frame = frame[["run", "layer", "step", "I_XT", "I_TY"]]
     V.chart(fig, frame, key="ip_chart", file_name=f"information_plane_{est}_{S['unit']}.csv")
     st.caption(
-        f"Each line is one layer's trajectory (at most {points} points each, evenly "
-        "strided; the CSV holds all); marker colour is the training step. A layer that "
-        f"visits fewer than {FEW_POSITIONS} distinct positions is drawn as points only. "
+        f"Each line is one layer's trajectory (at most {points} points each: evenly "
+        "spaced, and the turning points; the CSV holds all); marker colour is the training "
+        f"step. A layer that visits fewer than {FEW_POSITIONS} distinct positions is drawn as "
+        "points only; a red star marks a layer's compression onset (its alert). "
         f"Estimator `{est}`, in {S['unit']}. Fitting moves right (I(X;T) grows) and up; "
         "compression moves left."
     )

@@ -31,8 +31,11 @@ from dashboard.figures.alerts import (
     INDICATOR_INFO,
     SEVERITY_COLORS,
     SEVERITY_RANK,
+    alert_explanation_figure,
+    alert_key,
     alert_timeline_figure,
     indicator_status,
+    read_evidence,
 )
 from dashboard.figures.common import (
     LN2,
@@ -40,6 +43,7 @@ from dashboard.figures.common import (
     convert_units,
     is_information_metric,
     minmax_indices,
+    path_extremes_indices,
     smooth_ema,
     to_csv,
     unit_suffix,
@@ -51,9 +55,11 @@ from dashboard.figures.heatmaps import (
     histogram_grid,
 )
 from dashboard.figures.info_plane import (
+    add_onset_markers,
     info_plane_estimators,
     info_plane_figure,
     info_plane_frame,
+    onset_points,
 )
 from dashboard.figures.language_model import (
     QUANTILE_COLUMNS,
@@ -66,12 +72,15 @@ from dashboard.figures.language_model import (
 from dashboard.figures.lines import line_figure, small_multiples_figure
 
 __all__ = [
+    "add_onset_markers",
     "INDICATOR_INFO",
     "LN2",
     "PALETTE",
     "QUANTILE_COLUMNS",
     "SEVERITY_COLORS",
     "SEVERITY_RANK",
+    "alert_explanation_figure",
+    "alert_key",
     "alert_timeline_figure",
     "attention_frame",
     "attention_heatmap_figure",
@@ -89,7 +98,10 @@ __all__ = [
     "is_information_metric",
     "line_figure",
     "minmax_indices",
+    "onset_points",
+    "path_extremes_indices",
     "quantile_band_figure",
+    "read_evidence",
     "small_multiples_figure",
     "smooth_ema",
     "to_csv",

@@ -1,5 +1,6 @@
 """What the figure builders share: units (nats and bits), series colours, min/max ("M4")
-downsampling, TensorBoard's EMA smoothing, CSV export and small plotly helpers."""
+downsampling (of one series or of a path through several), TensorBoard's EMA smoothing,
+CSV export and small plotly helpers."""
 
 from __future__ import annotations
 
@@ -74,27 +75,65 @@ def minmax_indices(y: Sequence[float] | np.ndarray, max_points: int) -> np.ndarr
     >>> len(idx) <= 40, 517 in idx
     (True, True)
     """
-    y = np.asarray(y, dtype=np.float64)
-    n = y.size
-    if max_points < 4:
-        raise ValueError(f"max_points: expected an integer >= 4, got {max_points}")
+    return path_extremes_indices([y], max_points)
+
+
+def path_extremes_indices(columns: Sequence, max_points: int) -> np.ndarray:
+    """Indices to draw of a path through several series at once (a trajectory such as
+    ``(I_XT(t), I_TY(t))``): :func:`minmax_indices` for ``k`` columns of equal length.
+
+    The points are cut into ``max_points // (2 + 2k)`` buckets of consecutive points;
+    each keeps its first and last point and, for every column, its minimum and maximum,
+    so each column's extremes (a trajectory's turning points) survive and at most
+    ``max_points`` points are kept.
+
+    >>> x = np.sin(np.linspace(0, 3, 500)); y = np.linspace(0, 1, 500)
+    >>> idx = path_extremes_indices([x, y], 60)
+    >>> len(idx) <= 60, int(np.argmax(x)) in idx, 0 in idx and 499 in idx
+    (True, True, True)
+    """
+    cols = [np.asarray(c, dtype=np.float64) for c in columns]
+    n = cols[0].size if cols else 0
+    if any(c.size != n for c in cols):
+        raise ValueError(f"columns: expected equal lengths, got {[c.size for c in cols]}")
+    per_bucket = 2 + 2 * len(cols)
+    if max_points < per_bucket:
+        raise ValueError(f"max_points: expected an integer >= {per_bucket}, got {max_points}")
     if n <= max_points:
         return np.arange(n)
-    n_buckets = max_points // 4
+    n_buckets = max_points // per_bucket
     size = -(-n // n_buckets)  # ceil
     n_buckets = -(-n // size)
-    padded = np.full(n_buckets * size, np.nan)
-    padded[:n] = y
-    finite = np.isfinite(padded)
-    lo = np.where(finite, padded, np.inf).reshape(n_buckets, size)
-    hi = np.where(finite, padded, -np.inf).reshape(n_buckets, size)
     offsets = np.arange(n_buckets) * size
-    first = offsets
-    last = np.minimum(offsets + size - 1, n - 1)
-    amin = offsets + np.argmin(lo, axis=1)
-    amax = offsets + np.argmax(hi, axis=1)
-    idx = np.unique(np.concatenate([first, last, amin, amax]))
+    keep = [offsets, np.minimum(offsets + size - 1, n - 1)]
+    for c in cols:
+        padded = np.full(n_buckets * size, np.nan)
+        padded[:n] = c
+        finite = np.isfinite(padded)
+        keep.append(offsets + np.argmin(np.where(finite, padded, np.inf).reshape(-1, size), 1))
+        keep.append(offsets + np.argmax(np.where(finite, padded, -np.inf).reshape(-1, size), 1))
+    idx = np.unique(np.concatenate(keep))
     return idx[idx < n]
+
+
+def trajectory_indices(x: np.ndarray, y: np.ndarray, max_points: int) -> np.ndarray:
+    """At most ``max_points`` indices of a trajectory ``(x[t], y[t])`` to draw: half the
+    budget evenly spaced in time (first and last kept), half on the extremes of x and y
+    per stretch of time (:func:`path_extremes_indices`), so a turning point (the peak of
+    I(X;T) before compression, the lowest entropy) is never skipped.
+
+    >>> x = np.r_[np.linspace(0, 1, 501), np.linspace(1, 0, 500)[1:]]; x[333] = 2.0
+    >>> idx = trajectory_indices(x, np.zeros(1000), 40)
+    >>> len(idx) <= 40, 333 in idx, 500 in idx
+    (True, True, True)
+    """
+    n = len(x)
+    if max_points < 12:
+        raise ValueError(f"max_points: expected an integer >= 12, got {max_points}")
+    if n <= max_points:
+        return np.arange(n)
+    even = np.linspace(0, n - 1, max_points - max_points // 2).round().astype(int)
+    return np.union1d(even, path_extremes_indices([x, y], max_points // 2))
 
 
 def smooth_ema(y: Sequence[float] | np.ndarray, weight: float) -> np.ndarray:

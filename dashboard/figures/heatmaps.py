@@ -9,6 +9,26 @@ import plotly.graph_objects as go
 
 from dashboard.figures.common import axis_type, compact_steps, empty_figure, series_order
 
+#: tallest automatic heatmap (px): a browser draws a heatmap in time that grows with its
+#: area, and beyond ~25 rows the labels thin out anyway
+MAX_HEIGHT = 640
+
+
+def _grid(frame: pd.DataFrame, rows: list, x: str, y: str, z: str):
+    """``(xs, grid)``: the distinct ``x`` values sorted, and the ``len(rows) x len(xs)``
+    grid of ``z`` (NaN where nothing was logged; a cell logged twice keeps its last row)."""
+    xv = frame[x].to_numpy()
+    xs = np.unique(xv)
+    ri = pd.Categorical(frame[y].astype(object), categories=rows).codes
+    ok = ri >= 0
+    flat = (ri.astype(np.int64) * len(xs) + np.searchsorted(xs, xv))[ok]
+    values = frame[z].to_numpy(dtype=np.float64)[ok]
+    _, last = np.unique(flat[::-1], return_index=True)
+    pick = len(flat) - 1 - last
+    grid = np.full(len(rows) * len(xs), np.nan)
+    grid[flat[pick]] = values[pick]
+    return xs, grid.reshape(len(rows), len(xs))
+
 
 def heatmap_figure(
     frame: pd.DataFrame,
@@ -27,28 +47,25 @@ def heatmap_figure(
 
     More than ``max_columns`` distinct ``x`` values are averaged into equal-count
     buckets (the hover shows the bucket's step range). Rows keep their first-seen
-    order (the layer order of the run).
+    order (the layer order of the run). The height grows with the rows up to
+    :data:`MAX_HEIGHT` unless ``height`` is given.
     """
     if frame.empty:
         return empty_figure("no data")
     rows = series_order(frame[y])
-    wide = frame.pivot_table(index=y, columns=x, values=z, aggfunc="last", observed=True)
-    wide = wide.reindex(index=rows)
-    xs = wide.columns.to_numpy()
-    zs = wide.to_numpy(dtype=np.float64)
+    xs, zs = _grid(frame, rows, x, y, z)
     hover_x = "step %{x}"
+    n_columns = len(xs)
     if len(xs) > max_columns:
         edges = np.linspace(0, len(xs), max_columns + 1).round().astype(int)
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN buckets
-            zs = np.stack(
-                [np.nanmean(zs[:, a:b], axis=1) for a, b in zip(edges[:-1], edges[1:])], axis=1
-            )
+        finite = np.isfinite(zs)
+        sums = np.add.reduceat(np.where(finite, zs, 0.0), edges[:-1], axis=1)
+        counts = np.add.reduceat(finite, edges[:-1], axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):  # all-NaN buckets stay NaN
+            zs = np.where(counts > 0, sums / counts, np.nan)
         zs = zs.astype(np.float32)  # bucket means: float32 halves the bytes on the wire
         xs = xs[edges[1:] - 1]  # each column is labelled by the last step of its bucket
-        hover_x = f"steps up to %{{x}} (mean over ~{-(-len(wide.columns) // max_columns)})"
+        hover_x = f"steps up to %{{x}} (mean over ~{-(-n_columns // max_columns)})"
     fig = go.Figure(
         go.Heatmap(
             x=compact_steps(xs),
@@ -61,7 +78,7 @@ def heatmap_figure(
     )
     fig.update_layout(
         title=title,
-        height=height or max(260, 22 * len(rows) + 120),
+        height=height or min(MAX_HEIGHT, max(260, 22 * len(rows) + 120)),
         margin=dict(l=10, r=10, t=40 if title else 20, b=10),
     )
     fig.update_xaxes(title=x, type=axis_type(log_x))
@@ -129,21 +146,28 @@ def distribution_heatmap_figure(
     height: int = 380,
 ) -> go.Figure:
     """Step x value heatmap of a distribution over steps (output of
-    :func:`histogram_grid`); colour = fraction of tokens in the bin."""
+    :func:`histogram_grid`); colour = fraction of tokens in the bin (``log_color``: its
+    log10). Shares are sent as float32, and once unless ``log_color``."""
     if len(steps) == 0:
         return empty_figure("no distributions logged")
     centres = (edges[:-1] + edges[1:]) / 2
-    z = np.log10(fractions + 1e-6) if log_color else fractions
+    share = np.asarray(fractions, dtype=np.float32)  # shares: 7 digits are plenty
+    if log_color:  # the colour is log10(share); the hover still shows the share
+        z = np.log10(share + np.float32(1e-6))
+        extra = dict(customdata=share)
+        hover_share = "%{customdata:.6g}"
+    else:  # the colour is the share itself: sent once
+        z, extra, hover_share = share, {}, "%{z:.6g}"
     fig = go.Figure(
         go.Heatmap(
-            x=steps,
+            x=compact_steps(np.asarray(steps)),
             y=centres,
             z=z,
-            customdata=fractions,
             colorscale="Blues",
             colorbar=dict(title="log10 share" if log_color else "share"),
-            hovertemplate=f"step %{{x}}<br>{y_title} %{{y:.4g}}<br>share %{{customdata:.6g}}"
+            hovertemplate=f"step %{{x}}<br>{y_title} %{{y:.4g}}<br>share {hover_share}"
             "<extra></extra>",
+            **extra,
         )
     )
     fig.update_layout(height=height, margin=dict(l=10, r=10, t=20, b=10))

@@ -18,6 +18,7 @@ from dashboard.figures.common import (
     series_color,
     series_order,
     step_color,
+    trajectory_indices,
 )
 
 #: a trajectory that visits fewer distinct positions than this is drawn as points only: a
@@ -68,6 +69,11 @@ def info_plane_frame(scalars: pd.DataFrame, estimator: str, *, unit: str = "bits
     wide["I_TY"] *= scale
     wide["layer"] = pd.Categorical(wide["layer"].astype(object), categories=layers)
     return wide.sort_values(["layer", "step"], kind="stable").reset_index(drop=True)
+
+
+#: markers drawn per trajectory at most (Plotly thins them out evenly over the plot; the
+#: line and the hover keep every point): SVG markers are what a browser draws slowest
+MAX_MARKERS = 24
 
 
 def info_plane_figure(
@@ -132,9 +138,7 @@ def info_plane_figure(
             a, b = bounds[k], bounds[k + 1]
             if b <= a:
                 continue
-            keep = np.arange(a, b)
-            if b - a > max_points:
-                keep = a + np.unique(np.linspace(0, b - a - 1, max_points).round().astype(int))
+            keep = a + trajectory_indices(all_x[a:b], all_y[a:b], max_points)
             steps, xs, ys = all_s[keep], all_x[keep], all_y[keep]
             new_layer = str(layer) not in layer_index
             li = layer_index.setdefault(str(layer), len(layer_index))
@@ -155,6 +159,7 @@ def info_plane_figure(
                         coloraxis="coloraxis",
                         size=10 if few else 7,
                         line=outline,
+                        maxdisplayed=MAX_MARKERS,
                     ),
                     hovertemplate=f"<b>{title}</b> · {layer}<br>step %{{customdata}}"
                     f"<br>I(X;T) %{{x:.6g}} {unit}<br>I(T;Y) %{{y:.6g}} {unit}<extra></extra>",
@@ -244,3 +249,75 @@ def _add_growth_frames(fig: go.Figure, traces_meta, steps: np.ndarray, max_frame
             )
         ],
     )
+
+
+def onset_points(frame: pd.DataFrame, alerts: pd.DataFrame, estimator: str) -> pd.DataFrame:
+    """Where each compression-onset alert sits on its layer's trajectory.
+
+    ``frame``: one run's :func:`info_plane_frame`; ``alerts``: that run's alert rows
+    (``step, indicator, layer, message, evidence``). Keeps the ``compression_onset``
+    alerts of ``estimator`` (as the evidence names it: ``estimator``, or the
+    ``info_plane/{estimator}/...`` metric; alerts that name none count for every
+    estimator) whose layer is in ``frame`` and whose step is within its records. Returns
+    ``layer, step, I_XT, I_TY, message``: the trajectory's point at the alert's step (the
+    last record at or before it).
+    """
+    cols = ["layer", "step", "I_XT", "I_TY", "message"]
+    if frame.empty or alerts.empty:
+        return pd.DataFrame(columns=cols)
+    out = []
+    for _, a in alerts[alerts["indicator"] == "compression_onset"].iterrows():
+        ev = a["evidence"] if isinstance(a["evidence"], Mapping) else {}
+        named = ev.get("estimator")
+        if not isinstance(named, str):
+            metric = ev.get("metric") or ev.get("series")
+            parts = metric.split("/") if isinstance(metric, str) else []
+            named = parts[1] if len(parts) == 3 and parts[0] == "info_plane" else None
+        if named is not None and named != estimator:
+            continue
+        rows = frame[frame["layer"] == a["layer"]]
+        steps = rows["step"].to_numpy()
+        if not len(steps) or a["step"] > steps.max() or a["step"] < steps.min():
+            continue
+        at = rows.iloc[int(np.searchsorted(steps, a["step"], side="right")) - 1]
+        out.append((str(a["layer"]), int(a["step"]), at["I_XT"], at["I_TY"], str(a["message"])))
+    return pd.DataFrame(out, columns=cols)
+
+
+def add_onset_markers(
+    fig: go.Figure, onsets: Mapping[str, pd.DataFrame], panels: Iterable[str], *, unit: str
+) -> go.Figure:
+    """Mark compression onsets on an :func:`info_plane_figure`: a red star per alert at
+    its point of the trajectory (``onsets``: panel title -> :func:`onset_points`), in the
+    panel of that title (``panels``: the titles in the figure's order), hover text with
+    the step and the alert's message. Returns ``fig``."""
+    titles = list(panels)
+    cols = min(len(titles), 3)  # the grid of info_plane_figure
+    shown = False
+    for p, title in enumerate(titles):
+        pts = onsets.get(title)
+        if pts is None or pts.empty:
+            continue
+        fig.add_trace(
+            go.Scatter(
+                x=pts["I_XT"].to_numpy(dtype=np.float64),
+                y=pts["I_TY"].to_numpy(dtype=np.float64),
+                customdata=np.stack(
+                    [pts["layer"].astype(str), pts["step"].astype(str), pts["message"]], axis=-1
+                ),
+                mode="markers",
+                name="compression onset",
+                legendgroup="compression onset",
+                showlegend=not shown,
+                marker=dict(
+                    symbol="star", size=18, color="#d62728", line=dict(color="white", width=1.5)
+                ),
+                hovertemplate=f"<b>compression onset</b> · {title} · %{{customdata[0]}}"
+                f"<br>step %{{customdata[1]}}<br>I(X;T) %{{x:.6g}} {unit}<br>I(T;Y) "
+                f"%{{y:.6g}} {unit}<br>%{{customdata[2]}}<extra></extra>",
+            ),
+            row=p // cols + 1,
+            col=p % cols + 1,
+        )
+        shown = True
+    return fig

@@ -18,6 +18,7 @@ from dashboard.figures.common import (
     series_color,
     series_order,
     step_color,
+    trajectory_indices,
 )
 
 QUANTILE_COLUMNS = ("q05", "q25", "q50", "q75", "q95")
@@ -110,16 +111,21 @@ def quantile_band_figure(
 
 def attention_frame(scalars: pd.DataFrame, *, normalized: bool = False) -> pd.DataFrame:
     """Per-head attention entropy rows ``step, layer, head, value`` from scalar rows
-    named ``attn/entropy/h{H}`` (or ``attn/entropy_norm/h{H}`` if ``normalized``)."""
+    named ``attn/entropy/h{H}`` (or ``attn/entropy_norm/h{H}`` if ``normalized``).
+
+    Metric names are parsed once per distinct name, not once per row."""
     prefix = "attn/entropy_norm/h" if normalized else "attn/entropy/h"
-    m = scalars["metric"].astype(object)
-    sel = m.str.startswith(prefix, na=False) & scalars["layer"].notna()
-    sub = scalars.loc[sel, ["step", "layer", "value"]].copy()
-    heads = m[sel].str.slice(len(prefix))
-    ok = heads.str.isdigit()
-    sub = sub[ok.to_numpy()]
-    sub["head"] = heads[ok].astype(int).to_numpy()
-    return sub.reset_index(drop=True)[["step", "layer", "head", "value"]]
+    metric = pd.Categorical(scalars["metric"])
+    names = pd.Series(metric.categories.astype(str))
+    suffix = names.str.slice(len(prefix))
+    ok = names.str.startswith(prefix) & suffix.str.isdigit()
+    head_of = np.where(ok, pd.to_numeric(suffix.where(ok), errors="coerce").fillna(-1), -1)
+    codes = metric.codes
+    head = np.where(codes >= 0, head_of.astype(np.int64)[np.maximum(codes, 0)], -1)
+    sel = (head >= 0) & scalars["layer"].notna().to_numpy()
+    sub = scalars.loc[sel, ["step", "layer", "value"]].reset_index(drop=True)
+    sub["head"] = head[sel]
+    return sub[["step", "layer", "head", "value"]]
 
 
 def attention_heatmap_figure(
@@ -134,43 +140,53 @@ def attention_heatmap_figure(
     ``frame``: rows ``step, layer, head, value`` (:func:`attention_frame`). The figure
     opens on the last step; a slider (and play button) moves through at most
     ``max_frames`` steps. The colour range is fixed over all steps so frames compare.
+    A (step, layer, head) logged twice keeps its last row. Frames carry only what
+    changes (the grid and the step in the hover).
     """
     if frame.empty:
         return empty_figure("no per-head attention entropy logged")
     layers = series_order(frame["layer"])
     heads = np.sort(frame["head"].unique())
-    steps = np.sort(frame["step"].unique())
+    all_steps = np.sort(frame["step"].unique())
+    steps = all_steps
     if len(steps) > max_frames:
         steps = steps[np.unique(np.linspace(0, len(steps) - 1, max_frames).round().astype(int))]
-    cube = frame.pivot_table(
-        index=["step", "layer"], columns="head", values="value", aggfunc="last", observed=True
-    )
-    finite = frame["value"][np.isfinite(frame["value"])]
+    # one (step, layer, head) cube, last row wins
+    si = np.searchsorted(steps, frame["step"].to_numpy())
+    keep = (si < len(steps)) & (steps[np.minimum(si, len(steps) - 1)] == frame["step"].to_numpy())
+    li = pd.Categorical(frame["layer"].astype(object), categories=layers).codes
+    hi = np.searchsorted(heads, frame["head"].to_numpy())
+    flat = (si * len(layers) + li) * len(heads) + hi
+    values = frame["value"].to_numpy(dtype=np.float64)
+    flat, values = flat[keep & (li >= 0)], values[keep & (li >= 0)]
+    _, last = np.unique(flat[::-1], return_index=True)
+    pick = len(flat) - 1 - last
+    cube = np.full(len(steps) * len(layers) * len(heads), np.nan)
+    cube[flat[pick]] = values[pick]
+    cube = cube.reshape(len(steps), len(layers), len(heads))
+    finite = values[np.isfinite(values)]
     zmin, zmax = (float(finite.min()), float(finite.max())) if len(finite) else (0.0, 1.0)
 
-    def grid(s):
-        try:
-            g = cube.xs(s, level="step")
-        except KeyError:
-            return np.full((len(layers), len(heads)), np.nan)
-        g = g.reindex(index=layers, columns=heads)
-        return g.to_numpy(dtype=np.float64)
+    def hover(s):
+        return f"layer %{{y}} head %{{x}}<br>step {int(s)}<br>{z_title} %{{z:.10g}}<extra></extra>"
 
-    def heat(s):
+    def heat(k):
         return go.Heatmap(
-            z=grid(s),
+            z=cube[k],
             x=[f"h{h}" for h in heads],
             y=[str(lay) for lay in layers],
             zmin=zmin,
             zmax=zmax,
             colorscale="Viridis",
             colorbar=dict(title=z_title),
-            hovertemplate=f"layer %{{y}} head %{{x}}<br>step {int(s)}<br>"
-            f"{z_title} %{{z:.10g}}<extra></extra>",
+            hovertemplate=hover(steps[k]),
         )
 
-    fig = go.Figure(heat(steps[-1]))
-    fig.frames = [go.Frame(data=[heat(s)], name=str(int(s))) for s in steps]
+    fig = go.Figure(heat(len(steps) - 1))
+    fig.frames = [
+        go.Frame(data=[dict(type="heatmap", z=cube[k], hovertemplate=hover(s))], name=str(int(s)))
+        for k, s in enumerate(steps)
+    ]
     fig.update_layout(
         height=height or max(300, 26 * len(layers) + 170),
         margin=dict(l=10, r=10, t=30, b=10),
@@ -230,6 +246,7 @@ def entropy_reward_figure(
     fit: tuple[float, float] | None = None,
     fit_source: str = "logged",
     unit: str = "nats",
+    max_points: int = 300,
     height: int = 420,
 ) -> go.Figure:
     """Reward against entropy, with the fitted law ``R = -a exp(H) + b``.
@@ -237,17 +254,21 @@ def entropy_reward_figure(
     ``frame``: ``step, entropy`` (nats), ``reward``. ``fit``: ``(a, b)`` as logged
     (``rl/fit/a``, ``rl/fit/b``); ``None`` fits here by least squares. The predicted
     ceiling ``-a + b`` (reward at zero entropy) is drawn as a dashed line. The x axis is
-    in ``unit`` but the law is evaluated in nats.
+    in ``unit`` but the law is evaluated in nats. At most ``max_points`` steps are drawn
+    as markers (evenly spaced plus the extremes, :func:`trajectory_indices`); the fit
+    uses every pair.
     """
     d = frame.dropna(subset=["entropy", "reward"])
     if d.empty:
         return empty_figure("no (entropy, reward) pairs at common steps")
     scale = 1 / LN2 if unit == "bits" else 1.0
-    steps = d["step"].to_numpy()
+    d = d.sort_values("step", kind="stable")
+    shown = d.iloc[trajectory_indices(d["entropy"].to_numpy(), d["reward"].to_numpy(), max_points)]
+    steps = shown["step"].to_numpy()
     fig = go.Figure(
         go.Scatter(
-            x=d["entropy"].to_numpy() * scale,
-            y=d["reward"].to_numpy(),
+            x=shown["entropy"].to_numpy() * scale,
+            y=shown["reward"].to_numpy(),
             customdata=steps,
             mode="markers",
             name="steps",
