@@ -16,10 +16,9 @@ Reads the run through :mod:`diagnostics.runlog`; imports Streamlit only inside
 from __future__ import annotations
 
 import datetime as dt
-import fnmatch
 import os
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +27,6 @@ import pandas as pd
 from dashboard import figures as F
 from dashboard import report_html as H
 from dashboard.figures.common import series_order
-from dashboard.figures.evidence import evidence_figure
 from diagnostics import schema
 from diagnostics.runlog import RunLogError, list_runs, open_run
 
@@ -115,23 +113,6 @@ def _per_head(metric: str) -> bool:
     return metric.startswith(("attn/entropy/h", "attn/entropy_norm/h"))
 
 
-def _evidence_metric(alert: pd.Series, metrics: Iterable[str]) -> str | None:
-    """The logged series that shows ``alert``: the evidence's ``metric`` (``series`` in
-    older runs), else the indicator's usual series (as the Collapse page picks it)."""
-    metrics = list(metrics)
-    ev = alert["evidence"] if isinstance(alert["evidence"], Mapping) else {}
-    named = ev.get("metric", ev.get("series"))
-    if isinstance(named, (list, tuple)):
-        named = next((n for n in named if isinstance(n, str)), None)
-    if isinstance(named, str):
-        return named
-    for pattern in F.INDICATOR_INFO.get(alert["indicator"], {}).get("series", ()):
-        hits = sorted(fnmatch.filter(metrics, pattern))
-        if hits:
-            return hits[0]
-    return None
-
-
 # ------------------------------------------------------------------------------ frames
 def _tidy(rows: pd.DataFrame, metrics: Iterable[str], unit: str) -> tuple[pd.DataFrame, str]:
     """Rows of ``metrics`` as a ``series, step, value`` frame for :func:`line_figure`:
@@ -197,6 +178,17 @@ def _line_chart(doc: H.Document, rows: pd.DataFrame, metrics: tuple[str, ...], u
 
 
 # ------------------------------------------------------------------------------ alerts
+def _logged(rows: pd.DataFrame, metric: str | None, layer: str | None) -> pd.DataFrame | None:
+    """``step, value`` of ``metric``: its rows of ``layer`` if it logged any, else its
+    whole-model rows (as the Collapse page draws an alert's series)."""
+    if metric is None:
+        return None
+    sub = rows[rows["metric"] == metric]
+    mine = sub[sub["layer"] == layer] if layer is not None else sub.iloc[:0]
+    sub = mine if len(mine) else sub[sub["layer"].isna()]
+    return sub[["step", "value"]].sort_values("step", kind="stable")
+
+
 def _alerts_section(
     doc: H.Document, alerts: pd.DataFrame, rows: pd.DataFrame, metrics: list[str], unit: str
 ) -> None:
@@ -216,14 +208,24 @@ def _alerts_section(
     n_groups = len(shown.drop_duplicates(subset=["indicator", "layer", "severity"]))
     blocks = []
     for _, alert in firsts.iterrows():
-        metric = _evidence_metric(alert, metrics)
-        history = pd.DataFrame(columns=["step", "value"])
-        if metric is not None:
-            sub = rows[rows["metric"] == metric]
-            layer = alert["layer"] if isinstance(alert["layer"], str) else None
-            sub = sub[sub["layer"] == layer] if layer is not None else sub[sub["layer"].isna()]
-            history = sub[["step", "value"]].sort_values("step", kind="stable")
-        fig = evidence_figure(alert, history, metric, unit=unit, max_points=MAX_POINTS)
+        metric = F.evidence_metric(alert, metrics)
+        layer = alert["layer"] if isinstance(alert["layer"], str) else None
+
+        related = {
+            m: _logged(rows, m, layer) for m in F.read_evidence(alert["evidence"])["related"]
+        }
+        fig = F.alert_explanation_figure(
+            alert["evidence"],
+            step=float(alert["step"]),
+            message=str(alert["message"]),
+            severity=str(alert["severity"]),
+            metric=metric,
+            layer=layer,
+            history=_logged(rows, metric, layer),
+            related_history={m: h for m, h in related.items() if h is not None and len(h)},
+            unit=unit,
+            max_points=MAX_POINTS,
+        )
         info = F.INDICATOR_INFO.get(alert["indicator"], {})
         blocks.append(
             H.evidence_block(
@@ -264,7 +266,7 @@ def build_report(
         events = reader.events()
         wanted = {m for m in metrics if not _per_head(m)}
         wanted |= {
-            m for _, a in alerts.iterrows() if (m := _evidence_metric(a, metrics)) in metrics
+            m for _, a in alerts.iterrows() if (m := F.evidence_metric(a, metrics)) in metrics
         }
         rows = reader.scalars(metrics=sorted(wanted))
         run_dir = reader.run_dir

@@ -155,8 +155,11 @@ def test_report_holds_metadata_sections_and_one_plotly(mlp):
 
 
 def test_evidence_is_drawn_with_threshold_and_step(mlp):
-    """One chart per (indicator, layer, severity): the evidence's points with their exact
-    values, the whole logged series under them, the threshold and the alert's step."""
+    """One chart per (indicator, layer, severity), the same figure the Collapse page draws:
+    the evidence's points with their logged values, the whole logged series under them, the
+    threshold and the alert's step."""
+    from dashboard.figures import convert_units
+
     run, out = mlp
     with open_run(run) as r:
         alerts = r.alerts()
@@ -164,23 +167,26 @@ def test_evidence_is_drawn_with_threshold_and_step(mlp):
     firsts = alerts.drop_duplicates(subset=["indicator", "layer", "severity"])
     charts = {}
     for traces, layout in figures(out.read_text(encoding="utf-8")).values():
-        if any(t.get("name") == "evidence" for t in traces):
-            (mark,) = [s for s in layout["shapes"] if s.get("yref") == "paper"]
-            charts[(layout["title"]["text"], mark["x0"], mark["line"]["color"])] = (traces, layout)
+        drawn = [t for t in traces if str(t.get("name", "")).endswith(" (evidence)")]
+        if drawn:
+            (mark,) = [s for s in layout["shapes"] if s.get("yref") == "y domain"]
+            charts[(drawn[0]["name"], mark["x0"], mark["line"]["color"])] = (traces, layout)
     assert len(charts) == len(firsts) >= 4
     for _, alert in firsts.iterrows():
         ev = alert["evidence"]
         layer = alert["layer"] if isinstance(alert["layer"], str) else None
-        title = ev["metric"] + (f" · {layer}" if layer else "")
+        label = ev["metric"] + (f" · {layer}" if layer else "")
         color = {"info": "#1f77b4", "warning": "#ff7f0e", "critical": "#d62728"}[alert["severity"]]
-        traces, layout = charts[(title, alert["step"], color)]
-        drawn = next(t for t in traces if t["name"] == "evidence")
-        np.testing.assert_allclose(drawn["customdata"], ev["values"])  # exact logged values
+        traces, layout = charts[(f"{label} (evidence)", alert["step"], color)]
+        drawn = next(t for t in traces if t["name"] == f"{label} (evidence)")
+        shown = convert_units(np.asarray(ev["values"], dtype=float), ev["metric"], "bits")
+        np.testing.assert_allclose(drawn["y"], shown)  # the logged values (in bits if info)
         assert list(drawn["x"]) == ev["steps"]
         (hline,) = [s for s in layout["shapes"] if s.get("xref") == "x domain"]
-        assert hline["y0"] == pytest.approx(ev["threshold"])
+        threshold = convert_units(np.array([ev["threshold"]]), ev["metric"], "bits")[0]
+        assert hline["y0"] == pytest.approx(threshold)
         assert any(f"fires {ev['direction']}" in a.get("text", "") for a in layout["annotations"])
-        whole = next(t for t in traces if t["name"] == "whole run")
+        whole = next(t for t in traces if t["name"] == f"{label} (whole run)")
         logged = scalars[scalars["metric"] == ev["metric"]]
         logged = logged[logged["layer"] == layer] if layer else logged[logged["layer"].isna()]
         assert len(whole["x"]) == len(logged) > len(ev["steps"]) - 1

@@ -4,8 +4,6 @@ the series that fired, its threshold and the step, drawn from the alert's eviden
 
 from __future__ import annotations
 
-import fnmatch
-
 import pandas as pd
 import streamlit as st
 
@@ -49,18 +47,8 @@ def all_alerts() -> pd.DataFrame:
 
 
 def series_metric(run, alert) -> str | None:
-    """The metric that shows ``alert``: the evidence's if it names one, else the
-    indicator's usual series."""
-    names = D.metric_names(run)
-    ev = F.read_evidence(alert["evidence"])
-    if ev["metric"] in names:
-        return ev["metric"]
-    info = F.INDICATOR_INFO.get(alert["indicator"], {})
-    for pattern in info.get("series", ()):
-        hits = sorted(fnmatch.filter(names, pattern))
-        if hits:
-            return hits[0]
-    return ev["metric"]
+    """The metric that shows ``alert`` in ``run``."""
+    return F.evidence_metric(alert, D.metric_names(run))
 
 
 def recorded(run, metric: str, layer: str | None) -> pd.DataFrame:

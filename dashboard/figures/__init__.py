@@ -34,6 +34,7 @@ from dashboard.figures.alerts import (
     alert_explanation_figure,
     alert_key,
     alert_timeline_figure,
+    evidence_metric,
     indicator_status,
     read_evidence,
 )
@@ -48,7 +49,6 @@ from dashboard.figures.common import (
     to_csv,
     unit_suffix,
 )
-from dashboard.figures.evidence import evidence_figure
 from dashboard.figures.heatmaps import (
     distribution_heatmap_figure,
     heatmap_figure,
@@ -80,6 +80,7 @@ __all__ = [
     "SEVERITY_COLORS",
     "SEVERITY_RANK",
     "alert_explanation_figure",
+    "evidence_metric",
     "alert_key",
     "alert_timeline_figure",
     "attention_frame",
@@ -87,7 +88,6 @@ __all__ = [
     "convert_units",
     "distribution_heatmap_figure",
     "entropy_reward_figure",
-    "evidence_figure",
     "fit_entropy_reward",
     "heatmap_figure",
     "histogram_grid",

@@ -7,6 +7,7 @@ severity scale, its colours and the evidence reader, and are read together.)"""
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import math
 import textwrap
@@ -249,6 +250,21 @@ def _finite(x) -> float | None:
     if isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x):
         return float(x)
     return None
+
+
+def evidence_metric(alert, metric_names: Iterable[str]) -> str | None:
+    """The recorded series that shows ``alert`` (a row with ``evidence`` and ``indicator``):
+    the evidence's metric when the run recorded it, else the indicator's usual series
+    (:data:`INDICATOR_INFO`), else whatever the evidence names."""
+    names = list(metric_names)
+    ev = read_evidence(alert["evidence"])
+    if ev["metric"] in names:
+        return ev["metric"]
+    for pattern in INDICATOR_INFO.get(alert["indicator"], {}).get("series", ()):
+        hits = sorted(fnmatch.filter(names, pattern))
+        if hits:
+            return hits[0]
+    return ev["metric"]
 
 
 def read_evidence(evidence) -> dict:
