@@ -26,15 +26,6 @@ import zipfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-CHROMIUM = os.environ.get("BROWSER_PATH", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 SAMPLE_RUNS = (
     "digits-mlp",
     "digits-mlp-random-labels",
@@ -182,6 +173,9 @@ def wait_http(url: str, proc: subprocess.Popen, timeout: float = 90) -> int:
 
 def check_browser(url: str, artifacts: Path) -> None:
     from playwright.sync_api import sync_playwright
+
+    # the checkout's settings for the headless Chromium (the CI interpreter has it installed)
+    from dashboard.serve import CHROMIUM, CHROMIUM_ARGS
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)

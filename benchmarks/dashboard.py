@@ -58,35 +58,16 @@ except ImportError:  # pragma: no cover - psutil ships with most environments
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from dashboard.serve import serve  # noqa: E402
+from dashboard.figures import REPRESENTATION_METRICS  # noqa: E402
+from dashboard.serve import CHROMIUM, CHROMIUM_ARGS, serve  # noqa: E402
 from diagnostics.runlog import RunWriter, open_run  # noqa: E402
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 VIEWPORT = {"width": 1400, "height": 1000}
 #: per-layer metrics (20)
 METRICS = [
     "info_plane/binning/I_XT",
     "info_plane/binning/I_TY",
-    "repr/dse",
-    "repr/dsmi_y",
-    "repr/dsmi_x",
-    "repr/effective_rank",
-    "repr/von_neumann",
-    "repr/alpha_req",
-    "act/mean",
-    "act/std",
-    "act/dead_frac",
-    "act/saturated_frac",
-    "grad/norm",
-    "weight/norm",
+    *REPRESENTATION_METRICS,
     "attn/entropy",
     "attn/entropy_norm",
 ] + [f"attn/entropy/h{h}" for h in range(4)]

@@ -55,21 +55,8 @@ MAX_OTHER = 24
 TRAINING_PREFIXES = ("train/", "val/", "eval/", "test/")
 TRAINING_EXACT = ("rl/reward", "rl/kl", "rl/response_length")
 #: the Representations page's metrics, in its order (then any other of these prefixes)
-REPR_KNOWN = (
-    "repr/dse",
-    "repr/dsmi_y",
-    "repr/dsmi_x",
-    "repr/effective_rank",
-    "repr/von_neumann",
-    "repr/alpha_req",
-    "act/mean",
-    "act/std",
-    "act/dead_frac",
-    "act/saturated_frac",
-    "grad/norm",
-    "weight/norm",
-)
-REPR_PREFIXES = ("repr/", "act/", "grad/", "weight/")
+REPR_KNOWN = F.REPRESENTATION_METRICS
+REPR_PREFIXES = F.REPRESENTATION_PREFIXES
 TOKEN_ENTROPY = tuple(f"lm/token_entropy/{q}" for q in ("mean", *F.QUANTILE_COLUMNS))
 #: language-model charts: one chart per tuple (several metrics of one unit share a chart)
 LM_CHARTS = (

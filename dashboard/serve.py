@@ -1,6 +1,7 @@
 """Start the dashboard as a ``streamlit run`` subprocess: the command line that
 ``infoscope dashboard`` runs, and :func:`serve`, which serves a runs folder on a free port
-for as long as a ``with`` block lasts (the benchmark and the browser test use it)."""
+for as long as a ``with`` block lasts (the benchmark, the browser tests and the wheel's smoke
+test use it, with the headless Chromium settings below)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,18 @@ APP = Path(__file__).resolve().with_name("app.py")
 PACKAGE_PARENT = APP.parent.parent
 #: the recorded runs shipped with the package (``infoscope demo`` opens them)
 SAMPLE_RUNS = APP.with_name("sample_runs")
+#: the headless Chromium the browser checks drive (Debian's package; ``BROWSER_PATH``
+#: overrides), and its flags: no sandbox as root, no GPU, and none of the background
+#: connections a closed network refuses
+CHROMIUM = os.environ.get("BROWSER_PATH", "/usr/bin/chromium")
+CHROMIUM_ARGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
 
 
 def streamlit_command(

@@ -16,23 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from dashboard.serve import serve
+from dashboard.serve import CHROMIUM, CHROMIUM_ARGS, serve
 from diagnostics.runlog import RunWriter
 from tests.synthetic_runs import write_runs
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parent.parent
-CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = REPO / "test-artifacts"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 PAGES = {
     "": "Runs",
     "information-plane": "Information plane",

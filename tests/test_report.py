@@ -18,12 +18,11 @@ from plotly.offline import get_plotlyjs
 from streamlit.testing.v1 import AppTest
 
 from dashboard import report as R
+from dashboard.serve import CHROMIUM, CHROMIUM_ARGS
 from diagnostics.runlog import RunWriter, open_run
 from tests.plotly_spec import decode
 
 REPO = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 SAMPLE_RUNS = sorted(
     p.parent
     for d in ("sample_runs", "dashboard/sample_runs")

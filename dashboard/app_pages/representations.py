@@ -10,21 +10,8 @@ from dashboard import data as D
 from dashboard import figures as F
 from dashboard import view as V
 
-KNOWN = [
-    "repr/dse",
-    "repr/dsmi_y",
-    "repr/dsmi_x",
-    "repr/effective_rank",
-    "repr/von_neumann",
-    "repr/alpha_req",
-    "act/mean",
-    "act/std",
-    "act/dead_frac",
-    "act/saturated_frac",
-    "grad/norm",
-    "weight/norm",
-]
-PREFIXES = ("repr/", "act/", "grad/", "weight/")
+KNOWN = F.REPRESENTATION_METRICS
+PREFIXES = F.REPRESENTATION_PREFIXES
 LABELS = {
     "repr/dse": "diffusion spectral entropy (DSE)",
     "repr/dsmi_y": "DSMI with labels",

@@ -41,6 +41,8 @@ from dashboard.figures.alerts import (
 from dashboard.figures.common import (
     LN2,
     PALETTE,
+    REPRESENTATION_METRICS,
+    REPRESENTATION_PREFIXES,
     convert_units,
     is_information_metric,
     minmax_indices,
@@ -76,6 +78,8 @@ __all__ = [
     "INDICATOR_INFO",
     "LN2",
     "PALETTE",
+    "REPRESENTATION_METRICS",
+    "REPRESENTATION_PREFIXES",
     "QUANTILE_COLUMNS",
     "SEVERITY_COLORS",
     "SEVERITY_RANK",

@@ -218,3 +218,22 @@ def series_order(col: pd.Series) -> list:
 def step_color(steps: np.ndarray) -> np.ndarray:
     """Marker colour values for steps: ``log10(step + 1)``, so early steps stay apart."""
     return np.log10(np.maximum(steps.astype(np.float64), 0) + 1.0)
+
+
+#: the per-layer representation metrics the Representations page and the report show, in
+#: their order (then any other metric under :data:`REPRESENTATION_PREFIXES`)
+REPRESENTATION_METRICS = (
+    "repr/dse",
+    "repr/dsmi_y",
+    "repr/dsmi_x",
+    "repr/effective_rank",
+    "repr/von_neumann",
+    "repr/alpha_req",
+    "act/mean",
+    "act/std",
+    "act/dead_frac",
+    "act/saturated_frac",
+    "grad/norm",
+    "weight/norm",
+)
+REPRESENTATION_PREFIXES = ("repr/", "act/", "grad/", "weight/")
