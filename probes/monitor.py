@@ -295,6 +295,9 @@ class Monitor(Recorder, ActivationSource, Scheduling, Output):
         self._metrics = self._parse_metrics(metrics)
         self._layer_metrics = [a for a in self._metrics if a.scope == "layer"]
         self._model_metrics = [a for a in self._metrics if a.scope == "model"]
+        # the distinct cadences, so that an idle step asks each only once
+        self._cadences = _distinct(a.cadence for a in self._metrics)
+        self._layer_cadences = _distinct(a.cadence for a in self._layer_metrics)
 
         # ---- capture
         if isinstance(output, Mapping):
@@ -354,7 +357,11 @@ class Monitor(Recorder, ActivationSource, Scheduling, Output):
         if self._last_step is not None and step > self._last_step:
             self._stride = min(step - self._last_step, 1000)
         self._last_step = step
-        due = [a for a in self._metrics if a.cadence.due(step)]
+        due: list = []
+        for cadence in self._cadences:
+            if cadence.due(step):
+                due = [a for a in self._metrics if a.cadence.due(step)]
+                break
         out: dict[tuple[str, str | None], float] = {}
         if due and self.budget is not None:
             due = self._apply_budget(step, due, t_in)
@@ -363,16 +370,28 @@ class Monitor(Recorder, ActivationSource, Scheduling, Output):
         elif len(self._pending) >= MAX_PENDING_SCALARS:
             self._flush_scalars()
         if self.mode == "live" and not self._explicit_arming:
-            self._live_capture.clear()
-            names = set()
-            for s in range(step + 1, step + self._stride + 1):
-                names |= self._live_layers(s)
-            if names:
-                self._arm(names, until=step + self._stride)
-            else:
-                self._disarm()
+            until = step + self._stride
+            if self._layer_due_within(step + 1, until):
+                self._live_capture.clear()
+                names = set()
+                for s in range(step + 1, until + 1):
+                    names |= self._live_layers(s)
+                if names:
+                    self._arm(names, until=until)
+                else:
+                    self._disarm()
+            elif self._armed_names is not None or self._live_capture.attached:
+                self._disarm()  # (an idle step with nothing armed has nothing to undo)
         self._t_monitor += time.perf_counter() - t_in
         return out
+
+    def _layer_due_within(self, first: int, last: int) -> bool:
+        """Whether a layer metric's cadence is due at a step in ``[first, last]``."""
+        for s in range(first, last + 1):
+            for cadence in self._layer_cadences:
+                if cadence.due(s):
+                    return True
+        return False
 
     def begin_step(self, step: int) -> None:
         """Live mode: arm the hooks when ``step`` will be recorded (integrations call
@@ -464,3 +483,11 @@ class Monitor(Recorder, ActivationSource, Scheduling, Output):
             f"Monitor(mode={self.mode!r}, layers={list(self.layers)}, "
             f"metrics={[a.defn.name for a in self._metrics]}, every={self.every!r})"
         )
+
+
+def _distinct(cadences: Iterable[Cadence]) -> list[Cadence]:
+    """The distinct cadence objects, in order of first appearance."""
+    seen: dict[int, Cadence] = {}
+    for c in cadences:
+        seen.setdefault(id(c), c)
+    return list(seen.values())
