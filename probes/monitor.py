@@ -293,7 +293,7 @@ class Monitor(Recorder, ActivationSource, Scheduling, Output):
 
         # ---- metrics
         self._metrics = self._parse_metrics(metrics)
-        self._layer_metrics = [a for a in self._metrics if a.scope == "layer"]
+        self._layer_metrics = [a for a in self._metrics if a.scope != "model"]
         self._model_metrics = [a for a in self._metrics if a.scope == "model"]
         # the distinct cadences, so that an idle step asks each only once
         self._cadences = _distinct(a.cadence for a in self._metrics)

@@ -195,24 +195,34 @@ register_metric("dsmi_x", _dsmi_x, outputs="repr/dsmi_x", slow=True, requires=_S
 
 
 def _info_plane(
-    z: torch.Tensor,
+    acts: dict[str, torch.Tensor],
     x: torch.Tensor,
     y: torch.Tensor,
-    layer: str = "",
     *,
     method: str = "binning",
     **options: Any,
-) -> dict[str, Any]:
-    """I(X;T) and I(T;Y) of the layer (nats): ``diagnostics.information_plane``."""
+) -> dict[Any, Any]:
+    """I(X;T) and I(T;Y) of every layer (nats): ``diagnostics.information_plane``, once
+    per record for all layers (the partition of X and the label terms are shared). A
+    layer whose estimate fails is reported as failed; the others are recorded."""
     prefix = f"info_plane/{method}"
-    frame = _diagnostics("information_plane")({layer: z}, x, y, method=method, **options)
-    row = frame.iloc[0]
-    return {f"{prefix}/I_XT": float(row["I_XT"]), f"{prefix}/I_TY": float(row["I_TY"])}
+    frame = _diagnostics("information_plane")(acts, x, y, method=method, on_error="collect",
+                                              **options)  # fmt: skip
+    errors = frame.attrs.get("errors", {})
+    out: dict[Any, Any] = {}
+    for layer, i_xt, i_ty in zip(frame["layer"], frame["I_XT"], frame["I_TY"]):
+        if layer in errors:
+            out[(f"{prefix}/I_XT", layer)] = errors[layer]
+        else:
+            out[(f"{prefix}/I_XT", layer)] = float(i_xt)
+            out[(f"{prefix}/I_TY", layer)] = float(i_ty)
+    return out
 
 
 register_metric(
     "info_plane",
     _info_plane,
+    scope="layers",
     outputs=("info_plane/{method}/I_XT", "info_plane/{method}/I_TY"),
     slow=True,
     requires=("diagnostics.infoplane",),
