@@ -267,6 +267,7 @@ class Monitor(Recorder, ActivationSource, Scheduling, Output):
         self._fail_streak: dict[tuple[str, str | None], int] = {}
         self._disabled: set[tuple[str, str | None]] = set()
         self._pending: list[tuple[int, str, Any]] = []
+        self._scalar_names: dict[str, str] = {}  # step() keyword -> its run-log name
         self._stash: tuple[int, list[tuple[str, str | None, Any]], set[str]] | None = None
         self._write_blocked_until = 0.0
         self._dropped_rows = 0
@@ -353,7 +354,7 @@ class Monitor(Recorder, ActivationSource, Scheduling, Output):
             self._t_first = t_in
         step = int(step)
         if scalars and self.rank == 0:
-            self._buffer(step, {self.scalar_prefix + k: v for k, v in scalars.items()})
+            self._buffer_step_scalars(step, scalars)
         if self._last_step is not None and step > self._last_step:
             self._stride = min(step - self._last_step, 1000)
         self._last_step = step
@@ -384,6 +385,19 @@ class Monitor(Recorder, ActivationSource, Scheduling, Output):
                 self._disarm()  # (an idle step with nothing armed has nothing to undo)
         self._t_monitor += time.perf_counter() - t_in
         return out
+
+    def _buffer_step_scalars(self, step: int, scalars: dict[str, Any]) -> None:
+        """:meth:`_buffer` for ``step``'s keywords, with a short path for the common case (a
+        one-element tensor such as the loss): every step pays for it."""
+        names = self._scalar_names
+        for k, v in scalars.items():
+            name = names.get(k)
+            if name is None:
+                name = names[k] = self.scalar_prefix + k
+            if type(v) is torch.Tensor and v.numel() == 1:
+                self._pending.append((step, name, v.detach()))
+            else:
+                self._buffer(step, {name: v})
 
     def _layer_due_within(self, first: int, last: int) -> bool:
         """Whether a layer metric's cadence is due at a step in ``[first, last]``."""
