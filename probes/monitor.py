@@ -347,6 +347,8 @@ class Monitor(Recorder, ActivationSource, Scheduling, Output):
         Returns the values recorded at this step (``{(metric, layer): value}``, empty
         when nothing was recorded, and always empty on ranks other than 0).
         """
+        # Every step runs this, right after the training step has evicted it from the CPU
+        # caches (an idle call costs ~10x its warm time), so it is kept short.
         if self._closed:
             raise RuntimeError("Monitor.step: the monitor is closed")
         t_in = time.perf_counter()
@@ -354,9 +356,18 @@ class Monitor(Recorder, ActivationSource, Scheduling, Output):
             self._t_first = t_in
         step = int(step)
         if scalars and self.rank == 0:
-            self._buffer_step_scalars(step, scalars)
-        if self._last_step is not None and step > self._last_step:
-            self._stride = min(step - self._last_step, 1000)
+            names, pending = self._scalar_names, self._pending
+            for k, v in scalars.items():
+                name = names.get(k)
+                if name is None:
+                    name = names[k] = self.scalar_prefix + k
+                if type(v) is torch.Tensor and v.numel() == 1:  # (the loss: the short path)
+                    pending.append((step, name, v.detach()))
+                else:
+                    self._buffer(step, {name: v})
+        last = self._last_step
+        if last is not None and step > last:
+            self._stride = min(step - last, 1000)
         self._last_step = step
         due: list = []
         for cadence in self._cadences:
@@ -364,10 +375,11 @@ class Monitor(Recorder, ActivationSource, Scheduling, Output):
                 due = [a for a in self._metrics if a.cadence.due(step)]
                 break
         out: dict[tuple[str, str | None], float] = {}
-        if due and self.budget is not None:
-            due = self._apply_budget(step, due, t_in)
         if due:
-            out = self._record(step, due, labels=labels, inputs=inputs)
+            if self.budget is not None:
+                due = self._apply_budget(step, due, t_in)
+            if due:
+                out = self._record(step, due, labels=labels, inputs=inputs)
         elif len(self._pending) >= MAX_PENDING_SCALARS:
             self._flush_scalars()
         if self.mode == "live" and not self._explicit_arming:
@@ -385,19 +397,6 @@ class Monitor(Recorder, ActivationSource, Scheduling, Output):
                 self._disarm()  # (an idle step with nothing armed has nothing to undo)
         self._t_monitor += time.perf_counter() - t_in
         return out
-
-    def _buffer_step_scalars(self, step: int, scalars: dict[str, Any]) -> None:
-        """:meth:`_buffer` for ``step``'s keywords, with a short path for the common case (a
-        one-element tensor such as the loss): every step pays for it."""
-        names = self._scalar_names
-        for k, v in scalars.items():
-            name = names.get(k)
-            if name is None:
-                name = names[k] = self.scalar_prefix + k
-            if type(v) is torch.Tensor and v.numel() == 1:
-                self._pending.append((step, name, v.detach()))
-            else:
-                self._buffer(step, {name: v})
 
     def _layer_due_within(self, first: int, last: int) -> bool:
         """Whether a layer metric's cadence is due at a step in ``[first, last]``."""
