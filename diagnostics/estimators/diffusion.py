@@ -119,8 +119,11 @@ def _spectral_entropy_nats(eigvals: torch.Tensor, t: float) -> torch.Tensor:
 
 
 _BLAS = None  # numpy's BLAS libraries (threadpoolctl), found at the first CPU evaluation
-# From this many points on, CPU kernels go through numpy (below, torch's batched ops win).
-_NUMPY_MIN_N = 100
+# float64 kernels of _NUMPY_N[0] <= n < _NUMPY_N[1] points on the CPU go through numpy:
+# measured on AMD EPYC (one thread), numpy's OpenBLAS syevd takes 0.55-0.9x the time of
+# torch's MKL one there; below, torch's batched small ops win; above, MKL's blocked
+# tridiagonalisation does (2.3x faster at n = 4000), and in float32 MKL wins throughout.
+_NUMPY_N = (100, 2048)
 
 
 def _numpy_blas_threads():
@@ -142,8 +145,7 @@ def _numpy_blas_threads():
 def _diffusion_entropies_numpy(z: torch.Tensor, sigma, t: float, dtype: torch.dtype):
     """:func:`_diffusion_entropies` for CPU tensors, through numpy: the same arithmetic,
     with ``u @ u.T`` as one symmetric rank-k update and LAPACK's ``syevd`` from numpy's
-    OpenBLAS, which take 0.6x the time of torch's (MKL) on the AMD EPYC CPUs measured
-    (``benchmarks/spectral.py``)."""
+    OpenBLAS (see ``_NUMPY_N`` for when that is faster; ``benchmarks/spectral.py``)."""
     np_dtype = np.float64 if dtype == torch.float64 else np.float32
     scale = math.sqrt(2) * float(sigma)  # (a tensor sigma is on the CPU here)
     zz = z.detach().to(torch.float64).numpy()
@@ -168,7 +170,11 @@ def _diffusion_entropies_numpy(z: torch.Tensor, sigma, t: float, dtype: torch.dt
 
 def _diffusion_entropies(z: torch.Tensor, sigma, t: float, dtype: torch.dtype) -> torch.Tensor:
     """Exact DSE (nats) of each point set in ``z`` of shape ``(b, n, d)``; returns ``(b,)``."""
-    if z.device.type == "cpu" and z.shape[1] >= _NUMPY_MIN_N:
+    if (
+        z.device.type == "cpu"
+        and dtype == torch.float64
+        and _NUMPY_N[0] <= z.shape[1] < _NUMPY_N[1]
+    ):
         return _diffusion_entropies_numpy(z, sigma, t, dtype)
     b, n = z.shape[0], z.shape[1]
     chunk = max(1, _CHUNK_ENTRIES // (n * n))
