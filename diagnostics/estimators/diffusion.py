@@ -123,7 +123,7 @@ _BLAS = None  # numpy's BLAS libraries (threadpoolctl), found at the first CPU e
 # measured on AMD EPYC (one thread), numpy's OpenBLAS syevd takes 0.55-0.9x the time of
 # torch's MKL one there; below, torch's batched small ops win; above, MKL's blocked
 # tridiagonalisation does (2.3x faster at n = 4000), and in float32 MKL wins throughout.
-_NUMPY_N = (100, 2048)
+_NUMPY_N = (128, 2048)
 
 
 def _numpy_blas_threads():
@@ -144,28 +144,32 @@ def _numpy_blas_threads():
 
 def _diffusion_entropies_numpy(z: torch.Tensor, sigma, t: float, dtype: torch.dtype):
     """:func:`_diffusion_entropies` for CPU tensors, through numpy: the same arithmetic,
-    with ``u @ u.T`` as one symmetric rank-k update and LAPACK's ``syevd`` from numpy's
-    OpenBLAS (see ``_NUMPY_N`` for when that is faster; ``benchmarks/spectral.py``)."""
+    batched, with LAPACK's ``syevd`` from numpy's OpenBLAS (see ``_NUMPY_N`` for when that
+    is faster; ``benchmarks/spectral.py``)."""
     np_dtype = np.float64 if dtype == torch.float64 else np.float32
     scale = math.sqrt(2) * float(sigma)  # (a tensor sigma is on the CPU here)
     zz = z.detach().to(torch.float64).numpy()
+    b, n = zz.shape[0], zz.shape[1]
+    chunk = max(1, _CHUNK_ENTRIES // (n * n))
     out = []
     with _numpy_blas_threads():
-        for x in zz:
-            u = ((x - x.mean(axis=0)) / scale).astype(np_dtype, copy=False)
-            sq = np.einsum("ij,ij->i", u, u)
-            k = u @ u.T  # the one n x n buffer, made the kernel in place
+        for start in range(0, b, chunk):
+            x = zz[start : start + chunk]
+            u = ((x - x.mean(axis=-2, keepdims=True)) / scale).astype(np_dtype, copy=False)
+            sq = np.einsum("bij,bij->bi", u, u)
+            k = u @ u.transpose(0, 2, 1)  # the one n x n buffer per set, made the kernel in place
             k *= 2
-            k -= sq[None, :]
-            k -= sq[:, None]
+            k -= sq[:, None, :]
+            k -= sq[:, :, None]
             np.minimum(k, 0, out=k)  # rounding can make it > 0
             np.exp(k, out=k)
-            np.fill_diagonal(k, 1.0)
-            d = 1.0 / np.sqrt(k.sum(axis=1))
-            k *= d[:, None]
-            k *= d[None, :]
+            k.reshape(k.shape[0], -1)[:, :: n + 1] = 1.0  # the diagonals
+            d = 1.0 / np.sqrt(k.sum(axis=-1))
+            k *= d[:, :, None]
+            k *= d[:, None, :]
             out.append(np.linalg.eigvalsh(k))
-    return _spectral_entropy_nats(torch.from_numpy(np.stack(out)), t)
+            del k
+    return _spectral_entropy_nats(torch.from_numpy(np.concatenate(out)), t)
 
 
 def _diffusion_entropies(z: torch.Tensor, sigma, t: float, dtype: torch.dtype) -> torch.Tensor:

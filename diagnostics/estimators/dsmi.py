@@ -141,7 +141,7 @@ def diffusion_spectral_mutual_information(
     information: it is positive when points of the same cluster sit on a
     lower-dimensional part of the representation than random points do. Negative
     values occur (small samples, uninformative reference). All evaluations of one size
-    go together (one batched eigensolver; on the CPU in float64, clusters of 100 to 2047
+    go together (one batched eigensolver; on the CPU in float64, clusters of 128 to 2047
     points through numpy's LAPACK one kernel at a time, which is faster there); a
     cluster's ``n_c x n_c`` kernels take ``O(n_c^2)`` memory each (chunked at 2**24
     entries). Cost: ``(1 + repetitions)`` dense eigensolves per distinct cluster size,
