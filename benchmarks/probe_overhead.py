@@ -21,7 +21,10 @@ start and the end. On a loaded machine run-to-run noise in these end-to-end figu
 exceed the effect measured, so two direct measurements are printed too:
 
 - ``in monitor``: CPU time spent inside ``monitor.step`` over the rest of the loop, in
-  the same runs (the overhead the monitor itself adds; median of the repeats);
+  the same runs (the overhead the monitor itself adds; median of the repeats; it
+  includes one ``time.process_time()`` call per step, ~2 us on a VM, and the cost of
+  running ``step`` with the caches cold after a training step, ~5-10x its cost in a
+  tight loop);
 - the cost of one idle ``monitor.step`` call (many calls, probe and live mode) as a
   fraction of a baseline step.
 
