@@ -398,14 +398,6 @@ class Monitor(Recorder, ActivationSource, Scheduling, Output):
         self._t_monitor += time.perf_counter() - t_in
         return out
 
-    def _layer_due_within(self, first: int, last: int) -> bool:
-        """Whether a layer metric's cadence is due at a step in ``[first, last]``."""
-        for s in range(first, last + 1):
-            for cadence in self._layer_cadences:
-                if cadence.due(s):
-                    return True
-        return False
-
     def begin_step(self, step: int) -> None:
         """Live mode: arm the hooks when ``step`` will be recorded (integrations call
         this before the forward; afterwards the monitor arms only through it)."""
