@@ -11,8 +11,12 @@ labels = blob index. For each N it times, in the same run, dse-dsmi's
 ``diffusion_spectral_entropy`` and ``diffusion_spectral_mutual_information`` (10
 classes) and ours (exact float64, float32, leading-eigenvalue ``top_k``), prints the
 values side by side (bits) and the speed ratio official / ours, in wall-clock time and
-in CPU time of this process. Times are the minimum over ``--repeats`` runs (default 2,
-1 for N > 2000). On a shared, oversubscribed machine multi-threaded BLAS/LAPACK wait for
+in CPU time of this process. ``DSMI`` has balanced classes (equal sizes share their
+random subsets, so ours evaluates 4x fewer kernels); ``DSMI-unb`` has class sizes
+proportional to 1, 2, ..., 10 (all different: both evaluate every kernel, so the ratio
+is the per-kernel speed). The cases run interleaved, ``--repeats`` times (default 3, 1
+with ``--quick``), and the medians are printed, with the load average at the start and the
+end. On a shared, oversubscribed machine multi-threaded BLAS/LAPACK wait for
 their busy threads and wall times swing 10x; ``--threads 1`` (both libraries) and the
 CPU-time ratio are then the stable comparison.
 """
@@ -20,8 +24,8 @@ CPU-time ratio are then the stable comparison.
 from __future__ import annotations
 
 import argparse
-import math
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -44,16 +48,22 @@ def blobs(n: int, d: int, k: int = 10, seed: int = 0) -> tuple[np.ndarray, np.nd
     return centres[y] + rng.normal(size=(n, d)), y
 
 
-def timed(repeats: int, fn, *args, **kwargs) -> tuple[float, float, float]:
-    """(min wall seconds, min CPU seconds of this process, value) over ``repeats`` calls."""
-    best, best_cpu, value = math.inf, math.inf, math.nan
-    for _ in range(repeats):
-        t0, c0 = time.perf_counter(), time.process_time()
-        out = fn(*args, **kwargs)
-        value = float(out[0] if isinstance(out, tuple) else out)
-        best = min(best, time.perf_counter() - t0)
-        best_cpu = min(best_cpu, time.process_time() - c0)
-    return best, best_cpu, value
+def unbalanced(n: int, d: int, k: int = 10, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Blobs whose class sizes are proportional to 1, 2, ..., k (all different)."""
+    rng = np.random.default_rng(seed + 1)
+    centres = rng.normal(scale=2.0, size=(k, d))
+    sizes = np.floor(n * np.arange(1, k + 1) / (k * (k + 1) / 2)).astype(int)
+    sizes[-1] += n - sizes.sum()
+    y = rng.permutation(np.repeat(np.arange(k), sizes))
+    return centres[y] + rng.normal(size=(n, d)), y
+
+
+def timed(fn, *args, **kwargs) -> tuple[float, float, float]:
+    """(wall seconds, CPU seconds of this process, value) of one call."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    out = fn(*args, **kwargs)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return wall, cpu, float(out[0] if isinstance(out, tuple) else out)
 
 
 def run_size(n: int, dim: int, top_k: int, repeats: int) -> list[tuple]:
@@ -62,6 +72,8 @@ def run_size(n: int, dim: int, top_k: int, repeats: int) -> list[tuple]:
 
     x, y = blobs(n, dim)
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    xu, yu = unbalanced(n, dim)
+    xut, yut = torch.from_numpy(xu), torch.from_numpy(yu)
     dse, dsmi = diffusion_spectral_entropy, diffusion_spectral_mutual_information
     cases = [
         ("DSE", "dse-dsmi", dse_dsmi.diffusion_spectral_entropy, (x,), {}),
@@ -71,11 +83,21 @@ def run_size(n: int, dim: int, top_k: int, repeats: int) -> list[tuple]:
         ("DSMI", "dse-dsmi", dse_dsmi.diffusion_spectral_mutual_information, (x, y), {}),
         ("DSMI", "ours float64", dsmi, (xt, yt), {"base": 2}),
         ("DSMI", "ours float32", dsmi, (xt, yt), {"base": 2, "dtype": torch.float32}),
+        ("DSMI-unb", "dse-dsmi", dse_dsmi.diffusion_spectral_mutual_information, (xu, yu), {}),
+        ("DSMI-unb", "ours float64", dsmi, (xut, yut), {"base": 2}),
+        ("DSMI-unb", "ours float32", dsmi, (xut, yut), {"base": 2, "dtype": torch.float32}),
     ]
+    # the cases interleaved, repeat after repeat, so that a burst of load on a shared
+    # machine hits every implementation alike; the median of each counts
+    samples: list[list[tuple[float, float, float]]] = [[] for _ in cases]
+    for _ in range(repeats):
+        for i, (_, _, fn, a, kw) in enumerate(cases):
+            samples[i].append(timed(fn, *a, **kw))
     rows = []
-    for what, impl, fn, a, kw in cases:
-        wall, cpu, value = timed(repeats, fn, *a, **kw)
-        rows.append((what, n, impl, wall, cpu, value, impl == "dse-dsmi"))
+    for (what, impl, _, _, _), got in zip(cases, samples):
+        wall = statistics.median(s[0] for s in got)
+        cpu = statistics.median(s[1] for s in got)
+        rows.append((what, n, impl, wall, cpu, got[-1][2], impl == "dse-dsmi"))
     return rows
 
 
@@ -88,7 +110,7 @@ def main() -> None:
         "--repeats",
         type=int,
         default=None,
-        help="timing repeats (default 2, 1 for N > 2000 and with --quick)",
+        help="interleaved timing repeats, median reported (default 3, 1 with --quick)",
     )
     ap.add_argument(
         "--top-k",
@@ -111,7 +133,7 @@ def main() -> None:
     sizes = args.sizes or ([500, 1000] if args.quick else [1000, 2000, 4000])
 
     def repeats_for(n: int) -> int:
-        return args.repeats or (1 if args.quick or n > 2000 else 2)
+        return args.repeats or (1 if args.quick else 3)
 
     import dse_dsmi
 
@@ -132,7 +154,7 @@ def main() -> None:
     print(f"load average at the end: {os.getloadavg()[0]:.1f}")
     print()
     print(
-        f"{'what':5s} {'N':>5s} {'implementation':16s} {'wall s':>7s} {'speed-up':>8s} "
+        f"{'what':8s} {'N':>5s} {'implementation':16s} {'wall s':>7s} {'speed-up':>8s} "
         f"{'cpu s':>7s} {'cpu ratio':>9s} {'value (bits)':>16s} {'- official':>10s}"
     )
     ref: dict[tuple[str, int], tuple[float, float, float]] = {}
@@ -142,7 +164,7 @@ def main() -> None:
         r_wall, r_cpu, r_value = ref[(what, n)]
         diff = "" if is_ref else f"{value - r_value:+.1e}"
         print(
-            f"{what:5s} {n:5d} {impl:16s} {wall:7.3f} {r_wall / wall:7.2f}x "
+            f"{what:8s} {n:5d} {impl:16s} {wall:7.3f} {r_wall / wall:7.2f}x "
             f"{cpu:7.3f} {r_cpu / cpu:8.2f}x {value:16.10f} {diff:>10s}"
         )
 

@@ -114,6 +114,14 @@ class ActivationSource:
                 names.update(n for n in a.layers if not self._is_disabled(a.key, n))
         return names
 
+    def _layer_due_within(self, first: int, last: int) -> bool:
+        """Whether a layer metric's cadence is due at a step in ``[first, last]``."""
+        for s in range(first, last + 1):
+            for cadence in self._layer_cadences:
+                if cadence.due(s):
+                    return True
+        return False
+
     def _is_disabled(self, key: str, layer: str | None) -> bool:
         # under DDP only rank 0 knows what failed: the other ranks keep capturing so
         # that every rank makes the same collective calls

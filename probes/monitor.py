@@ -267,6 +267,7 @@ class Monitor(Recorder, ActivationSource, Scheduling, Output):
         self._fail_streak: dict[tuple[str, str | None], int] = {}
         self._disabled: set[tuple[str, str | None]] = set()
         self._pending: list[tuple[int, str, Any]] = []
+        self._scalar_names: dict[str, str] = {}  # step() keyword -> its run-log name
         self._stash: tuple[int, list[tuple[str, str | None, Any]], set[str]] | None = None
         self._write_blocked_until = 0.0
         self._dropped_rows = 0
@@ -293,8 +294,11 @@ class Monitor(Recorder, ActivationSource, Scheduling, Output):
 
         # ---- metrics
         self._metrics = self._parse_metrics(metrics)
-        self._layer_metrics = [a for a in self._metrics if a.scope == "layer"]
+        self._layer_metrics = [a for a in self._metrics if a.scope != "model"]
         self._model_metrics = [a for a in self._metrics if a.scope == "model"]
+        # the distinct cadences, so that an idle step asks each only once
+        self._cadences = _distinct(a.cadence for a in self._metrics)
+        self._layer_cadences = _distinct(a.cadence for a in self._layer_metrics)
 
         # ---- capture
         if isinstance(output, Mapping):
@@ -343,6 +347,8 @@ class Monitor(Recorder, ActivationSource, Scheduling, Output):
         Returns the values recorded at this step (``{(metric, layer): value}``, empty
         when nothing was recorded, and always empty on ranks other than 0).
         """
+        # Every step runs this, right after the training step has evicted it from the CPU
+        # caches (an idle call costs ~10x its warm time), so it is kept short.
         if self._closed:
             raise RuntimeError("Monitor.step: the monitor is closed")
         t_in = time.perf_counter()
@@ -350,27 +356,45 @@ class Monitor(Recorder, ActivationSource, Scheduling, Output):
             self._t_first = t_in
         step = int(step)
         if scalars and self.rank == 0:
-            self._buffer(step, {self.scalar_prefix + k: v for k, v in scalars.items()})
-        if self._last_step is not None and step > self._last_step:
-            self._stride = min(step - self._last_step, 1000)
+            names, pending = self._scalar_names, self._pending
+            for k, v in scalars.items():
+                name = names.get(k)
+                if name is None:
+                    name = names[k] = self.scalar_prefix + k
+                if type(v) is torch.Tensor and v.numel() == 1:  # (the loss: the short path)
+                    pending.append((step, name, v.detach()))
+                else:
+                    self._buffer(step, {name: v})
+        last = self._last_step
+        if last is not None and step > last:
+            self._stride = min(step - last, 1000)
         self._last_step = step
-        due = [a for a in self._metrics if a.cadence.due(step)]
+        due: list = []
+        for cadence in self._cadences:
+            if cadence.due(step):
+                due = [a for a in self._metrics if a.cadence.due(step)]
+                break
         out: dict[tuple[str, str | None], float] = {}
-        if due and self.budget is not None:
-            due = self._apply_budget(step, due, t_in)
         if due:
-            out = self._record(step, due, labels=labels, inputs=inputs)
+            if self.budget is not None:
+                due = self._apply_budget(step, due, t_in)
+            if due:
+                out = self._record(step, due, labels=labels, inputs=inputs)
         elif len(self._pending) >= MAX_PENDING_SCALARS:
             self._flush_scalars()
         if self.mode == "live" and not self._explicit_arming:
-            self._live_capture.clear()
-            names = set()
-            for s in range(step + 1, step + self._stride + 1):
-                names |= self._live_layers(s)
-            if names:
-                self._arm(names, until=step + self._stride)
-            else:
-                self._disarm()
+            until = step + self._stride
+            if self._layer_due_within(step + 1, until):
+                self._live_capture.clear()
+                names = set()
+                for s in range(step + 1, until + 1):
+                    names |= self._live_layers(s)
+                if names:
+                    self._arm(names, until=until)
+                else:
+                    self._disarm()
+            elif self._armed_names is not None or self._live_capture.attached:
+                self._disarm()  # (an idle step with nothing armed has nothing to undo)
         self._t_monitor += time.perf_counter() - t_in
         return out
 
@@ -464,3 +488,11 @@ class Monitor(Recorder, ActivationSource, Scheduling, Output):
             f"Monitor(mode={self.mode!r}, layers={list(self.layers)}, "
             f"metrics={[a.defn.name for a in self._metrics]}, every={self.every!r})"
         )
+
+
+def _distinct(cadences: Iterable[Cadence]) -> list[Cadence]:
+    """The distinct cadence objects, in order of first appearance."""
+    seen: dict[int, Cadence] = {}
+    for c in cadences:
+        seen.setdefault(id(c), c)
+    return list(seen.values())

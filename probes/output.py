@@ -47,18 +47,33 @@ MAX_PENDING_SCALARS = 2048
 
 
 def to_floats(values: list[Any]) -> list[float]:
-    """Python floats for numbers and one-element tensors: one device sync per device."""
+    """Python floats for numbers and one-element tensors: one device sync per device.
+
+    Tensors are stacked per device and dtype and converted together (a training loop's
+    buffered losses are hundreds of 0-d tensors; one conversion each would cost more than
+    the rest of a record)."""
     out: list[float] = [0.0] * len(values)
-    by_device: dict[torch.device, list[int]] = {}
+    groups: dict[tuple[torch.device, torch.dtype], tuple[list[int], list[torch.Tensor]]] = {}
     for i, v in enumerate(values):
         if isinstance(v, torch.Tensor):
-            by_device.setdefault(v.device, []).append(i)
+            key = (v.device, v.dtype)
+            g = groups.get(key)
+            if g is None:
+                g = groups[key] = ([], [])
+            g[0].append(i)
+            g[1].append(v if v.ndim == 0 else v.reshape(()))
         else:
             out[i] = float(v)
-    for dev, idxs in by_device.items():
+    by_device: dict[torch.device, tuple[list[int], list[torch.Tensor]]] = {}
+    for (dev, _), (idxs, ts) in groups.items():
         dtype = torch.float32 if dev.type == "mps" else torch.float64  # MPS has no float64
-        stacked = torch.stack([values[i].reshape(()).to(dtype) for i in idxs])
-        for i, f in zip(idxs, stacked.tolist()):
+        stacked = torch.stack(ts) if len(ts) > 1 else ts[0].reshape(1)
+        d = by_device.setdefault(dev, ([], []))
+        d[0].extend(idxs)
+        d[1].append(stacked.to(dtype))
+    for idxs, parts in by_device.values():
+        flat = torch.cat(parts) if len(parts) > 1 else parts[0]
+        for i, f in zip(idxs, flat.tolist()):
             out[i] = f
     return out
 

@@ -4,7 +4,8 @@ A part of :class:`~probes.monitor.Monitor` (a mixin; the monitor's ``__init__`` 
 state it uses). :meth:`Recorder._record` gets the due layers' activations
 (:mod:`probes.activations`), gathers them across ranks, and on rank 0 calls every due
 metric: a layer metric once per layer with the context its signature asks for
-(:meth:`Recorder._context`; see :mod:`probes.metrics`), a model metric once. Each call's
+(:meth:`Recorder._context`; see :mod:`probes.metrics`), a ``layers`` metric once for all
+its layers (per-layer failures kept apart), a model metric once. Each call's
 warnings are relayed once and its errors isolated (:mod:`probes.output`); its result is
 checked to be scalars. The values, with ``probe/seconds``, go to the run log in one batch.
 """
@@ -32,7 +33,7 @@ class Recorder:
         self, step: int, due: list[ActiveMetric], *, labels: Any, inputs: Any
     ) -> dict[tuple[str, str | None], float]:
         t0 = time.perf_counter()
-        layer_due = [a for a in due if a.scope == "layer"]
+        layer_due = [a for a in due if a.scope != "model"]
         model_due = [a for a in due if a.scope == "model"]
         acts: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         x_all, y_all = self._x_all, self._y_all
@@ -59,6 +60,9 @@ class Recorder:
         self._flush_scalars()
         rows: list[tuple[str, str | None, Any]] = []
         for act in layer_due:
+            if act.scope == "layers":
+                self._run_layers_metric(step, act, acts, x_all, y_all, rows)
+                continue
             for lname in act.layers:
                 if lname in acts and (act.key, lname) not in self._disabled:
                     self._run_layer_metric(step, act, lname, acts[lname], x_all, y_all, rows)
@@ -102,7 +106,7 @@ class Recorder:
             elif key == "model":
                 ctx["model"] = self._fwd_model
             elif key == "cache":
-                ctx["cache"] = act.cache.setdefault(lname, {})
+                ctx["cache"] = act.cache if lname is None else act.cache.setdefault(lname, {})
             elif key == "step":
                 ctx["step"] = self._current_step
             elif key == "seed":
@@ -136,6 +140,53 @@ class Recorder:
             return
         self._fail_streak.pop((act.key, lname), None)
         rows.extend(produced)
+
+    def _run_layers_metric(self, step, act, acts, x_all, y_all, rows) -> None:
+        """A ``scope="layers"`` metric: one call per record for all its layers (one call
+        per group of layers captured on the same rows), each layer's failure its own."""
+        names = [n for n in act.layers if n in acts and (act.key, n) not in self._disabled]
+        groups: list[tuple[torch.Tensor, list[str]]] = []
+        for n in names:
+            idx = acts[n][1]
+            for gidx, members in groups:
+                if gidx is idx or (gidx.shape == idx.shape and torch.equal(gidx, idx)):
+                    members.append(n)
+                    break
+            else:
+                groups.append((idx, [n]))
+        self._current_step = step
+        for idx, members in groups:
+            label = f"{act.defn.name}:{','.join(members)}"
+            try:
+                ctx = self._context(act, None, None, idx, x_all, y_all)
+                if ctx is None:
+                    return
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    result = act.defn.fn({n: acts[n][0] for n in members}, **ctx, **act.params)
+                self._relay_warnings(act, None, caught)
+                items = _layers_result(result, members)
+            except Exception as exc:  # the whole call failed: every layer in it did
+                for n in members:
+                    self._failure(step, label, exc, metric=act.key, layer=n)
+                continue
+            failed: dict[str, BaseException] = {}
+            produced: dict[str, list[tuple]] = {n: [] for n in members}
+            for metric, layer, v in items:
+                if isinstance(v, BaseException):
+                    failed.setdefault(layer, v)
+                    continue
+                try:
+                    produced[layer].append((metric, layer, _check_scalar(v, metric)))
+                except Exception as exc:
+                    failed.setdefault(layer, exc)
+            for n in members:
+                if n in failed:
+                    exc = failed[n]
+                    self._failure(step, f"{act.defn.name}:{n}", exc, metric=act.key, layer=n)
+                else:
+                    self._fail_streak.pop((act.key, n), None)
+                    rows.extend(produced[n])
 
     def _run_model_metric(self, step, act, rows) -> None:
         self._current_step = step
@@ -176,6 +227,30 @@ class Recorder:
         elif result is not None:
             out.append((act.defn.outputs[0], lname, _check_scalar(result, act.defn.outputs[0])))
         return out
+
+
+def _layers_result(result: Any, layers: list[str]) -> list[tuple[str, str, Any]]:
+    """``(metric, layer, value)`` from a ``scope="layers"`` metric's ``{(metric, layer): value}``
+    (a value that is an exception marks that layer failed)."""
+    if not isinstance(result, Mapping):
+        raise TypeError(
+            "a metric of scope 'layers' must return {(metric, layer): value}, got "
+            f"{type(result).__name__}"
+        )
+    out = []
+    for k, v in result.items():
+        if not (isinstance(k, tuple) and len(k) == 2):
+            raise TypeError(
+                f"a metric of scope 'layers' must key its values by (metric, layer), got {k!r}"
+            )
+        metric, layer = str(k[0]), k[1]
+        if layer not in layers:
+            raise ValueError(
+                f"a metric of scope 'layers' returned {metric!r} for layer {layer!r}, which is "
+                f"not among the layers it was given ({', '.join(layers)})"
+            )
+        out.append((metric, layer, v))
+    return out
 
 
 def _check_scalar(v: Any, name: str) -> Any:

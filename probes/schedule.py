@@ -110,7 +110,7 @@ class Scheduling:
             )
             sel = opts.pop("layers", None)
             lnames: tuple[str, ...] = ()
-            if defn.scope == "layer":
+            if defn.scope != "model":
                 if sel is None:
                     lnames = tuple(self.layers)
                 else:
@@ -124,7 +124,7 @@ class Scheduling:
             elif sel is not None:
                 raise ValueError(f"metrics[{mname!r}]: a model-scope metric takes no 'layers'")
             defn.check_params(opts)
-            if defn.scope == "layer" and not explicit:
+            if defn.scope != "model" and not explicit:
                 if "x" in defn.needs and not has_x or "y" in defn.needs and not has_y:
                     continue
             key = mname if not opts else f"{mname}{sorted(opts.items())}"

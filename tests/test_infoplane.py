@@ -170,3 +170,92 @@ def test_returns_a_dataframe_of_floats(task):
     df = information_plane(acts, x.numpy(), y.numpy())  # numpy in works too
     assert isinstance(df, pd.DataFrame)
     assert df.I_XT.dtype == np.float64 and df.I_TY.dtype == np.float64
+
+
+@pytest.fixture(scope="module")
+def digits_layers():
+    """Real activations: the tanh layers of a small MLP trained briefly on digits, on 600
+    inputs of which 100 repeat (so that H(T | X) is computed, not skipped)."""
+    from sklearn.datasets import load_digits
+
+    data = load_digits()
+    x = torch.tensor(data.data[:500] / 16.0, dtype=torch.float32)
+    y = torch.tensor(data.target[:500])
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Linear(64, 32), torch.nn.Tanh(), torch.nn.Linear(32, 8), torch.nn.Tanh(),
+        torch.nn.Linear(8, 10),
+    )  # fmt: skip
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    for _ in range(30):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(net(x), y).backward()
+        opt.step()
+    x, y = torch.cat([x, x[:100]]), torch.cat([y, y[:100]])
+    with torch.no_grad():
+        h1 = net[1](net[0](x))
+        h2 = net[3](net[2](h1))
+    return x, y, {"h1": h1, "h2": h2, "h1_first4": h1[:, :4]}
+
+
+@pytest.mark.parametrize(
+    "method, options",
+    [
+        ("binning", {}),
+        ("binning", {"bin_size": 0.3}),
+        ("kde", {"noise_variance": 1e-2}),
+        ("ksg", {"k": 3}),
+        ("compressed", {}),
+        ("compressed", {"max_features": 16}),  # h1 (32 wide) through the seeded randomised PCA
+    ],
+)
+def test_all_layers_in_one_call_equal_one_call_per_layer(digits_layers, method, options):
+    x, y, acts = digits_layers
+    together = information_plane(acts, x, y, method=method, **options)
+    for i, (name, z) in enumerate(acts.items()):
+        alone = information_plane({name: z}, x, y, method=method, **options)
+        got = together.loc[i, ["I_XT", "I_TY"]].tolist()
+        want = alone.loc[0, ["I_XT", "I_TY"]].tolist()
+        if method == "binning":
+            assert got == want  # exactly
+        else:
+            assert got == pytest.approx(want, abs=1e-12, rel=0)
+    assert (together.I_TY > 0).all()
+
+
+def test_binning_shares_the_partitions_and_equals_the_plug_in_entropies(digits_layers):
+    """The shared X and label terms give exactly the plug-in entropies of the public API."""
+    from diagnostics.estimators.binning import discrete_entropy, discretize
+
+    x, y, acts = digits_layers
+    df = information_plane(acts, x, y)
+    ids = torch.unique(x, dim=0, return_inverse=True)[1]
+    for i, z in enumerate(acts.values()):
+        codes = discretize(z)
+        h_t = discrete_entropy(codes)
+        assert df.I_XT[i] == float(h_t - discrete_entropy(codes, given=ids))
+        assert df.I_TY[i] == float(h_t - discrete_entropy(codes, given=y))
+
+
+def test_on_error_collect_keeps_the_other_layers(digits_layers):
+    x, y, acts = digits_layers
+    bad = acts["h2"].clone()
+    bad[3, 1] = float("nan")
+    layers = {"h1": acts["h1"], "bad": bad, "h2": acts["h2"]}
+    with pytest.raises(ValueError, match=r"activations\['bad'\]: expected finite"):
+        information_plane(layers, x, y)
+    df = information_plane(layers, x, y, on_error="collect")
+    assert df.layer.tolist() == ["h1", "bad", "h2"]
+    assert math.isnan(df.I_XT[1]) and math.isnan(df.I_TY[1])
+    assert set(df.attrs["errors"]) == {"bad"}
+    assert "expected finite" in str(df.attrs["errors"]["bad"])
+    good = information_plane({"h1": acts["h1"], "h2": acts["h2"]}, x, y)
+    assert (
+        df.loc[[0, 2], ["I_XT", "I_TY"]].to_numpy().tolist()
+        == good[["I_XT", "I_TY"]].to_numpy().tolist()
+    )
+    # inputs and options are not a layer's failure: they raise either way
+    with pytest.raises(ValueError, match="y has 10"):
+        information_plane(layers, x, y[:10], on_error="collect")
+    with pytest.raises(ValueError, match="on_error"):
+        information_plane(layers, x, y, on_error="ignore")

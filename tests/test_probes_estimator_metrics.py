@@ -107,27 +107,108 @@ def test_dsmi_x_clusters_inputs_once(monkeypatch):
     assert out[1][("repr/dsmi_x", "3")] == pytest.approx(float(want), rel=1e-6)
 
 
-def test_info_plane_metric():
-    _needs("diagnostics.mi")
+@pytest.mark.parametrize("method", ["binning", "kde"])
+def test_info_plane_metric_is_one_call_per_record(monkeypatch, method):
+    _needs("diagnostics.infoplane")
     import diagnostics
 
+    calls = []
+    real = diagnostics.information_plane
+
+    def counting(acts, x, y, **kw):
+        calls.append(list(acts))
+        return real(acts, x, y, **kw)
+
+    monkeypatch.setattr(diagnostics, "information_plane", counting)
     model = _model()
     x, y = _probe()
     mon = Monitor(model, None, layers=["1", "3"], probe_inputs=x, probe_labels=y, every=1,
-                  metrics={"info_plane": {"method": "binning"}})  # fmt: skip
+                  metrics={"info_plane": {"method": method, "every": 1}}, budget=None)  # fmt: skip
     out = mon.step(0)
+    mon.step(1)
     mon.close()
+    assert calls == [["1", "3"], ["1", "3"]]  # all layers at once, once per record
     for layer, z in _acts(model, x).items():
-        if importlib.util.find_spec("diagnostics.infoplane") is not None:
-            frame = diagnostics.information_plane({layer: z}, x, y, method="binning")
-            ixt, ity = float(frame.iloc[0]["I_XT"]), float(frame.iloc[0]["I_TY"])
-        else:
-            ixt = float(diagnostics.mutual_information(x, z, method="binning"))
-            ity = float(diagnostics.mutual_information(z, y, method="binning"))
-        assert out[("info_plane/binning/I_XT", layer)] == pytest.approx(ixt, rel=1e-6)
-        assert out[("info_plane/binning/I_TY", layer)] == pytest.approx(ity, rel=1e-6)
+        # equal to the estimator called on this layer alone
+        frame = real({layer: z}, x, y, method=method)
+        ixt, ity = float(frame.iloc[0]["I_XT"]), float(frame.iloc[0]["I_TY"])
+        assert out[(f"info_plane/{method}/I_XT", layer)] == pytest.approx(ixt, rel=1e-12)
+        assert out[(f"info_plane/{method}/I_TY", layer)] == pytest.approx(ity, rel=1e-12)
         # nats: I(T;Y) <= H(Y) <= ln 3
-        assert out[("info_plane/binning/I_TY", layer)] <= math.log(3) + 1e-6
+        assert out[(f"info_plane/{method}/I_TY", layer)] <= math.log(3) + 1e-6
+
+
+class _Branch(nn.Module):
+    """An MLP with a side branch whose output (NaN) is captured but not used."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.hidden = nn.Sequential(nn.Linear(5, 12), nn.Tanh())
+        self.side = nn.Linear(12, 4)
+        self.head = nn.Linear(12, 3)
+
+    def forward(self, x):
+        h = self.hidden(x)
+        self.side(h * float("nan"))
+        return self.head(h)
+
+
+def test_info_plane_metric_isolates_a_failing_layer(tmp_path):
+    _needs("diagnostics.infoplane")
+    import diagnostics
+    from diagnostics import open_run
+
+    model = _Branch()
+    x, y = _probe()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        mon = Monitor(model, tmp_path, layers=["hidden", "side", "head"], probe_inputs=x,
+                      probe_labels=y, metrics={"info_plane": {"every": 1}},
+                      budget=None)  # fmt: skip
+        outs = [mon.step(s) for s in range(4)]
+        mon.close()
+    failures = [str(w.message) for w in caught if "info_plane:side failed" in str(w.message)]
+    assert len(failures) == 1 and "expected finite" in failures[0]  # warned once
+    with torch.no_grad():
+        h = model.hidden(x)
+        head = model.head(h)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the head's logits are clipped into the edge bins
+        want = diagnostics.information_plane({"hidden": h, "head": head}, x, y)
+    for out in outs[:3]:
+        assert ("info_plane/binning/I_XT", "side") not in out
+        assert out[("info_plane/binning/I_XT", "hidden")] == float(want.I_XT[0])
+        assert out[("info_plane/binning/I_TY", "head")] == float(want.I_TY[1])
+    with open_run(tmp_path) as r:
+        ev = r.events()
+    failed = ev[ev.kind == "probe_failure"]
+    assert len(failed) == 3 and set(failed.source) == {"info_plane:side"}
+    assert list(ev[ev.kind == "probe_disabled"].source) == ["info_plane:side"]  # 3 in a row
+    assert ("info_plane/binning/I_XT", "hidden") in outs[3]  # the others go on
+
+
+def test_layers_scope_metric_that_returns_nonsense_fails_every_layer():
+    from probes import register_metric, unregister_metric
+
+    def broken(acts):
+        return [1.0]  # not {(metric, layer): value}
+
+    register_metric("test/broken", broken, scope="layers", overwrite=True)
+    try:
+        model = _model()
+        x, _ = _probe()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            mon = Monitor(model, None, layers=["1", "3"], probe_inputs=x, every=1,
+                          metrics=["test/broken", "act_stats"])  # fmt: skip
+            out = mon.step(0)
+            mon.close()
+    finally:
+        unregister_metric("test/broken")
+    assert ("act/mean", "1") in out and not any(k[0] == "test/broken" for k in out)
+    assert any("must return {(metric, layer): value}" in str(w.message) for w in caught)
+    assert mon._fail_streak == {("test/broken", "1"): 1, ("test/broken", "3"): 1}
 
 
 def test_defaults_include_estimators_that_exist():

@@ -82,12 +82,15 @@ class CollapseDetector:
                     f"indicators: expected names among {', '.join(DETECTORS)}, got {n!r}"
                 )
         self.detectors = [DETECTORS[n](self.settings, self.context) for n in names]
-        self._routes: dict[str, list[Detector]] = {}
+        # metric -> the detectors that read it, as (position, detector) in detector order
+        self._routes: dict[str, tuple[tuple[int, Detector], ...]] = {}
 
-    def _route(self, metric: str) -> list[Detector]:
+    def _route(self, metric: str) -> tuple[tuple[int, Detector], ...]:
         r = self._routes.get(metric)
         if r is None:
-            r = self._routes[metric] = [d for d in self.detectors if d.watches(metric)]
+            r = self._routes[metric] = tuple(
+                (i, d) for i, d in enumerate(self.detectors) if d.watches(metric)
+            )
         return r
 
     def watches(self, metric: str) -> bool:
@@ -96,23 +99,51 @@ class CollapseDetector:
 
     def update(self, step: int, rows: Iterable[tuple[str, str | None, float]]) -> list[Alert]:
         """Feed the rows recorded at ``step`` (``(metric, layer, value)``); return new alerts."""
-        per: dict[int, list[tuple[str, str | None, float]]] = {}
+        routes = self._routes
+        if isinstance(rows, list) and len(rows) == 1:  # a training loss per step
+            metric, layer, value = rows[0]
+            route = routes.get(metric)
+            if route is None:
+                route = self._route(metric)
+            out: list[Alert] = []
+            if route:
+                step, row = int(step), (metric, layer, float(value))
+                for _, det in route:
+                    out.extend(det.observe_step(step, [row]))
+            return out
+        per: dict[int, tuple[Detector, list[tuple[str, str | None, float]]]] = {}
         for metric, layer, value in rows:
-            for det in self._route(metric):
-                per.setdefault(id(det), []).append((metric, layer, float(value)))
+            route = routes.get(metric)
+            if route is None:
+                route = self._route(metric)
+            for i, det in route:
+                got = per.get(i)
+                if got is None:
+                    got = per[i] = (det, [])
+                got[1].append((metric, layer, float(value)))
+        if not per:
+            return []
+        step = int(step)
         alerts: list[Alert] = []
-        for det in self.detectors:
-            got = per.get(id(det))
-            if got:
-                alerts.extend(det.observe_step(int(step), got))
+        for i in sorted(per) if len(per) > 1 else per:  # in detector order
+            det, got = per[i]
+            alerts.extend(det.observe_step(step, got))
         return alerts
 
     def feed(self, rows: Iterable[tuple[int, str, str | None, float]]) -> list[Alert]:
-        """Feed ``(step, metric, layer, value)`` rows (steps in order); return new alerts."""
+        """Feed ``(step, metric, layer, value)`` rows (steps in order); return new alerts.
+
+        Rows of metrics no detector reads are dropped before grouping by step."""
         alerts: list[Alert] = []
         group: list[tuple[str, str | None, float]] = []
         current = None
+        routes = self._routes
         for step, metric, layer, value in rows:
+            route = routes.get(metric)
+            if route is None:
+                route = self._route(metric)
+            if not route:
+                continue
             if step != current and group:
                 alerts.extend(self.update(current, group))
                 group = []

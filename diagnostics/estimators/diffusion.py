@@ -14,6 +14,7 @@ buffers: the kernel and the eigensolver's working copy. ``max_n`` bounds ``n``.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 from typing import Any
@@ -117,8 +118,68 @@ def _spectral_entropy_nats(eigvals: torch.Tensor, t: float) -> torch.Tensor:
     return -(p * p.log()).sum(dim=-1)
 
 
+_BLAS = None  # numpy's BLAS libraries (threadpoolctl), found at the first CPU evaluation
+# float64 kernels of _NUMPY_N[0] <= n < _NUMPY_N[1] points on the CPU go through numpy:
+# measured on AMD EPYC (one thread), numpy's OpenBLAS syevd takes 0.55-0.9x the time of
+# torch's MKL one there; below, torch's batched small ops win; above, MKL's blocked
+# tridiagonalisation does (2.3x faster at n = 4000), and in float32 MKL wins throughout.
+_NUMPY_N = (128, 2048)
+
+
+def _numpy_blas_threads():
+    """A context in which numpy's BLAS/LAPACK use ``torch.get_num_threads()`` threads (what
+    the torch path would use), or a no-op without threadpoolctl."""
+    global _BLAS
+    if _BLAS is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+
+            _BLAS = ThreadpoolController().select(user_api="blas")
+        except Exception:  # pragma: no cover - threadpoolctl comes with scikit-learn
+            _BLAS = False
+    if _BLAS is False or not _BLAS.lib_controllers:
+        return contextlib.nullcontext()
+    return _BLAS.limit(limits=torch.get_num_threads())
+
+
+def _diffusion_entropies_numpy(z: torch.Tensor, sigma, t: float, dtype: torch.dtype):
+    """:func:`_diffusion_entropies` for CPU tensors, through numpy: the same arithmetic,
+    batched, with LAPACK's ``syevd`` from numpy's OpenBLAS (see ``_NUMPY_N`` for when that
+    is faster; ``benchmarks/spectral.py``)."""
+    np_dtype = np.float64 if dtype == torch.float64 else np.float32
+    scale = math.sqrt(2) * float(sigma)  # (a tensor sigma is on the CPU here)
+    zz = z.detach().to(torch.float64).numpy()
+    b, n = zz.shape[0], zz.shape[1]
+    chunk = max(1, _CHUNK_ENTRIES // (n * n))
+    out = []
+    with _numpy_blas_threads():
+        for start in range(0, b, chunk):
+            x = zz[start : start + chunk]
+            u = ((x - x.mean(axis=-2, keepdims=True)) / scale).astype(np_dtype, copy=False)
+            sq = np.einsum("bij,bij->bi", u, u)
+            k = u @ u.transpose(0, 2, 1)  # the one n x n buffer per set, made the kernel in place
+            k *= 2
+            k -= sq[:, None, :]
+            k -= sq[:, :, None]
+            np.minimum(k, 0, out=k)  # rounding can make it > 0
+            np.exp(k, out=k)
+            k.reshape(k.shape[0], -1)[:, :: n + 1] = 1.0  # the diagonals
+            d = 1.0 / np.sqrt(k.sum(axis=-1))
+            k *= d[:, :, None]
+            k *= d[:, None, :]
+            out.append(np.linalg.eigvalsh(k))
+            del k
+    return _spectral_entropy_nats(torch.from_numpy(np.concatenate(out)), t)
+
+
 def _diffusion_entropies(z: torch.Tensor, sigma, t: float, dtype: torch.dtype) -> torch.Tensor:
     """Exact DSE (nats) of each point set in ``z`` of shape ``(b, n, d)``; returns ``(b,)``."""
+    if (
+        z.device.type == "cpu"
+        and dtype == torch.float64
+        and _NUMPY_N[0] <= z.shape[1] < _NUMPY_N[1]
+    ):
+        return _diffusion_entropies_numpy(z, sigma, t, dtype)
     b, n = z.shape[0], z.shape[1]
     chunk = max(1, _CHUNK_ENTRIES // (n * n))
     out = []

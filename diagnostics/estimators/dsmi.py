@@ -141,8 +141,11 @@ def diffusion_spectral_mutual_information(
     information: it is positive when points of the same cluster sit on a
     lower-dimensional part of the representation than random points do. Negative
     values occur (small samples, uninformative reference). All evaluations of one size
-    are batched through one batched eigensolver; a cluster's ``n_c x n_c`` kernels take
-    ``O(n_c^2)`` memory each (chunked at 2**24 entries).
+    go together (one batched eigensolver; on the CPU in float64, clusters of 128 to 2047
+    points through numpy's LAPACK one kernel at a time, which is faster there); a
+    cluster's ``n_c x n_c`` kernels take ``O(n_c^2)`` memory each (chunked at 2**24
+    entries). Cost: ``(1 + repetitions)`` dense eigensolves per distinct cluster size,
+    as dse-dsmi (which solves ``1 + repetitions`` per cluster); the eigensolves dominate.
 
     Args:
         z: representations, ``(n,)`` or ``(n, d)``, ``n >= 2``.

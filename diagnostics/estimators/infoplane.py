@@ -24,6 +24,7 @@ from diagnostics._validate import (
     as_samples,
     check_base,
     check_choice,
+    check_float,
     check_same_n,
     to_base,
 )
@@ -66,92 +67,172 @@ def _input_ids(x: torch.Tensor) -> tuple[torch.Tensor, bool]:
     return inverse.reshape(-1), distinct
 
 
-def _binning_rows(acts, x, y, base, options):
-    from diagnostics.estimators.binning import discrete_entropy, discretize
+# Each method is a class: ``__init__`` computes what every layer shares (the partition of
+# X and H(X), the label terms, the compressed X) once per call; ``layer(name, t)`` returns
+# the layer's (I(X;T), I(T;Y)) in nats. A layer's numbers never depend on the other layers
+# passed with it.
 
-    ids, distinct = _input_ids(x)
-    rows = []
-    for name, t in acts.items():
+
+class _Binning:
+    def __init__(self, x, y, options):
+        from diagnostics.estimators.binning import _plugin_entropy
+
+        self.options = options
+        self.ids, self.distinct = _input_ids(x)
+        self.y = y
+        self.h_x: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.h_y: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._plugin_entropy = _plugin_entropy
+
+    def _given(self, cache, labels, device):
+        """The labels on ``device`` and their plug-in entropy, once per device."""
+        got = cache.get(device)
+        if got is None:
+            lab = labels.to(device)
+            got = cache[device] = (lab, self._plugin_entropy(lab[:, None]))
+        return got
+
+    def layer(self, name, t):
+        from diagnostics.estimators.binning import _entropy_from_counts, _row_ids, discretize
+
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            codes = discretize(t, **options)
+            codes = discretize(t, **self.options)
         for w in caught:  # re-issue naming the layer (clipping is never silent)
             msg = str(w.message)
             msg = msg[3:] if msg.startswith("x: ") else msg
             warnings.warn(f"activations[{name!r}]: {msg}", w.category, stacklevel=3)
-        h_t = discrete_entropy(codes)
+        # the distinct binned rows once: H(T) and both conditionals H(T | .) = H(T, .) - H(.)
+        ia, counts = _row_ids(codes)
+        h_t = _entropy_from_counts(counts)
         # I(X; T) = H(T) - H(T | X); H(T | X) = 0 when every input is distinct (T = f(X))
-        i_xt = h_t if distinct else h_t - discrete_entropy(codes, given=ids.to(codes.device))
-        i_ty = h_t - discrete_entropy(codes, given=y.to(codes.device))
-        rows.append((name, to_base(i_xt, base), to_base(i_ty, base)))
-    return rows
+        if self.distinct:
+            i_xt = h_t
+        else:
+            ids, h_x = self._given(self.h_x, self.ids, codes.device)
+            i_xt = h_t - (self._plugin_entropy(torch.stack([ia, ids], dim=1)) - h_x)
+        lab, h_y = self._given(self.h_y, self.y, codes.device)
+        i_ty = h_t - (self._plugin_entropy(torch.stack([ia, lab], dim=1)) - h_y)
+        return i_xt, i_ty
 
 
-def _kde_rows(acts, x, y, base, options):
-    from diagnostics.estimators.kde import kde_mi
+class _KDE:
+    def __init__(self, x, y, options):
+        from diagnostics.estimators.kde import _is_constant, _samples
 
-    return [
-        (
-            name,
-            kde_mi(x.to(t.device), t, base=base, **options),
-            kde_mi(t, y.to(t.device), base=base, **options),
+        self.s2 = check_float(options.get("noise_variance", 1e-3), name="noise_variance",
+                              positive=True)  # fmt: skip
+        self.bound = check_choice(
+            options.get("bound", "upper"), name="bound", choices=("upper", "lower")
         )
-        for name, t in acts.items()
-    ]
+        self.chunk = options.get("chunk_size")
+        self.x, self.y = x, y
+        self.x_constant: dict[torch.device, bool] = {}
+        self.y_constant = _is_constant(y)
+        self._samples, self._is_constant = _samples, _is_constant
+        self.groups: dict[torch.device, Any] = {}
+
+    def _h(self, t):
+        from diagnostics.estimators.kde import _kde_h
+
+        return _kde_h(t, self.s2, self.bound, self.chunk)
+
+    def layer(self, name, t):
+        # what kde_mi(x, t) and kde_mi(t, y) compute, with H_up(T) and the label groups once
+        from diagnostics.estimators._common import _zero
+
+        device = t.device
+        t = self._samples(t, f"activations[{name!r}]", device)
+        if device not in self.x_constant:
+            self.x_constant[device] = self._is_constant(
+                self._samples(self.x.to(device), "x", device)
+            )
+        t_constant = self._is_constant(t)
+        x_zero = self.x_constant[device] or t_constant
+        y_zero = t_constant or self.y_constant
+        h = None if x_zero and y_zero else self._h(t)
+        if x_zero:
+            i_xt = _zero(device)
+        else:
+            h_noise = 0.5 * t.shape[1] * (math.log(2.0 * math.pi * self.s2) + 1.0)
+            i_xt = h - h_noise
+        i_ty = _zero(device) if y_zero else h - self._conditional(t)
+        return i_xt.to(torch.float64), i_ty.to(torch.float64)
+
+    def _conditional(self, t):
+        """sum_y p(y) H_up(T | Y = y), the label groups computed once per device."""
+        from diagnostics.estimators._common import _group_indices, _zero
+
+        got = self.groups.get(t.device)
+        if got is None:
+            groups, counts = _group_indices(self.y.to(t.device))
+            got = self.groups[t.device] = (groups, counts.tolist())
+        groups, counts = got
+        n = t.shape[0]
+        total = _zero(t.device)
+        for idx, c in zip(groups, counts):
+            total = total + (c / n) * self._h(t[idx])
+        return total
 
 
-def _ksg_rows(acts, x, y, base, options):
-    from diagnostics.estimators.knn import ksg_mi
+class _KSG:
+    def __init__(self, x, y, options):
+        self.x, self.y, self.options = x, y, options
 
-    return [
-        (
-            name,
-            ksg_mi(x.to(t.device), t, base=base, **options),
-            ksg_mi(t, y.to(t.device), base=base, **options),
+    def layer(self, name, t):
+        from diagnostics.estimators.knn import ksg_mi
+
+        return (
+            ksg_mi(self.x.to(t.device), t, **self.options),
+            ksg_mi(t, self.y.to(t.device), **self.options),
         )
-        for name, t in acts.items()
-    ]
 
 
-def _compressed_rows(acts, x, y, base, options):
-    from diagnostics.estimators import compressed as cmp
+class _Compressed:
+    def __init__(self, x, y, options):
+        from diagnostics.estimators import compressed as cmp
 
-    opts = dict(options)
-    dim = opts.pop("dim", 2)
-    x_dim = opts.pop("x_dim", dim)
-    compressor = opts.pop("compressor", "pca")
-    k = opts.pop("k", 5)
-    noise = opts.pop("noise_to_signal", 1e-3)
-    weighted = bool(opts.pop("weighted", True))
-    max_features = opts.pop("max_features", 512)
-    seed = opts.pop("seed", 0)
-    dim, compressor, k, noise, max_features, seed = cmp._check_options(
-        dim, compressor, k, noise, max_features, seed
-    )
-    ae = opts  # only autoencoder options remain
-    common = dict(compressor=compressor, noise_to_signal=noise, max_features=max_features)
-    # X is compressed once and reused for every layer
-    px = cmp._prepare(x, name="x", dim=x_dim, seed=seed, ae_options=ae, **common)
-    rows = []
-    for i, (name, t) in enumerate(acts.items()):
-        pt = cmp._prepare(
-            t, name=f"activations[{name!r}]", dim=dim, seed=seed + 1 + i, ae_options=ae, **common
+        opts = dict(options)
+        dim = opts.pop("dim", 2)
+        x_dim = opts.pop("x_dim", dim)
+        compressor = opts.pop("compressor", "pca")
+        k = opts.pop("k", 5)
+        noise = opts.pop("noise_to_signal", 1e-3)
+        weighted = bool(opts.pop("weighted", True))
+        max_features = opts.pop("max_features", 512)
+        seed = opts.pop("seed", 0)
+        dim, compressor, k, noise, max_features, seed = cmp._check_options(
+            dim, compressor, k, noise, max_features, seed
         )
+        self.cmp, self.y = cmp, y
+        self.dim, self.k, self.weighted, self.seed = dim, k, weighted, seed
+        self.ae = opts  # only autoencoder options remain
+        self.common = dict(compressor=compressor, noise_to_signal=noise, max_features=max_features)
+        # X is compressed once and reused for every layer
+        self.px = cmp._prepare(x, name="x", dim=x_dim, seed=seed, ae_options=self.ae, **self.common)
+
+    def layer(self, name, t):
+        cmp = self.cmp
+        # every layer's compressor is seeded alike (seed + 1), whatever the other layers
+        pt = cmp._prepare(t, name=f"activations[{name!r}]", dim=self.dim, seed=self.seed + 1,
+                          ae_options=self.ae, **self.common)  # fmt: skip
+        px = self.px
         if px.z is not None and pt.z is not None and px.z.device != pt.z.device:
             px = cmp._Prepared(px.z.to(pt.z.device))
-        i_xt = cmp._mi_prepared(px, pt, k=k, weighted=weighted, seed=seed)
-        lab = y.to(pt.z.device) if pt.z is not None else y
-        i_ty = cmp._mi_prepared(pt, lab, k=k, weighted=weighted, seed=seed)
-        rows.append((name, to_base(i_xt, base), to_base(i_ty, base)))
-    return rows
+        i_xt = cmp._mi_prepared(px, pt, k=self.k, weighted=self.weighted, seed=self.seed)
+        lab = self.y.to(pt.z.device) if pt.z is not None else self.y
+        i_ty = cmp._mi_prepared(pt, lab, k=self.k, weighted=self.weighted, seed=self.seed)
+        return i_xt, i_ty
 
 
-_ROWS = {
-    "binning": (_binning_rows, _BINNING_OPTIONS),
-    "kde": (_kde_rows, _KDE_OPTIONS),
-    "ksg": (_ksg_rows, None),  # options go to diagnostics.estimators.knn.ksg_mi as they are
-    "compressed": (_compressed_rows, _COMPRESSED_OPTIONS),
+_METHODS = {
+    "binning": (_Binning, _BINNING_OPTIONS),
+    "kde": (_KDE, _KDE_OPTIONS),
+    "ksg": (_KSG, None),  # options go to diagnostics.estimators.knn.ksg_mi as they are
+    "compressed": (_Compressed, _COMPRESSED_OPTIONS),
 }
+
+ON_ERROR = ("raise", "collect")
 
 
 def information_plane(
@@ -161,6 +242,7 @@ def information_plane(
     *,
     method: str = "binning",
     base: float = math.e,
+    on_error: str = "raise",
     **options: Any,
 ) -> pd.DataFrame:
     """I(X; T) and I(T; Y) for every layer T: a DataFrame with columns ``layer, I_XT, I_TY``.
@@ -179,8 +261,19 @@ def information_plane(
         ``"binning"`` (default), ``"kde"``, ``"ksg"`` or ``"compressed"``; see below.
     base:
         Logarithm base of the result: nats (default) or ``base=2`` for bits.
+    on_error:
+        ``"raise"`` (default): a layer whose estimate fails raises. ``"collect"``: such a
+        layer gets NaN in both columns and its exception in ``df.attrs["errors"]``
+        (``{layer: exception}``), and the other layers are estimated as usual (what a
+        training monitor needs). Errors in ``x``, ``y`` or the options raise either way.
     options:
         Passed to the estimator (keyword-only; unknown names raise ``TypeError``).
+
+    What every layer shares is computed once per call: the partition of X into distinct
+    inputs and H(X), the label terms (H(Y), the class groups), the compressed X; per
+    layer the binned rows' partition serves H(T) and both conditionals, and the KDE bound
+    H_up(T) serves both I(X; T) and I(T; Y). A layer's numbers do not depend on the other
+    layers passed with it.
 
     Methods
     -------
@@ -240,7 +333,8 @@ def information_plane(
     """
     method = check_choice(method, name="method", choices=INFOPLANE_METHODS)
     base = check_base(base)
-    fn, allowed = _ROWS[method]
+    on_error = check_choice(on_error, name="on_error", choices=ON_ERROR)
+    cls, allowed = _METHODS[method]
     if allowed is not None:
         _check_options(method, options, allowed)
     if not isinstance(activations, Mapping):
@@ -252,20 +346,32 @@ def information_plane(
         raise ValueError("activations: expected at least one layer, got an empty dict")
     xt = as_samples(x, name="x")
     yt = as_labels(y, name="y", device=xt.device)
+    check_same_n(x=xt, y=yt)
     from diagnostics.estimators.compressed import _as_wide_samples
 
-    acts: dict[str, torch.Tensor] = {}
+    shared = cls(xt, yt, options)  # what every layer shares, once
+    errors: dict[str, BaseException] = {}
+    rows = []
     for name, a in activations.items():
-        acts[str(name)] = _as_wide_samples(a, name=f"activations[{name!r}]")
-    sizes = {"x": xt, "y": yt, **{f"activations[{k!r}]": v for k, v in acts.items()}}
-    check_same_n(**sizes)
-    rows = fn(acts, xt, yt, base, options)
+        name = str(name)
+        try:
+            t = _as_wide_samples(a, name=f"activations[{name!r}]")
+            check_same_n(x=xt, **{f"activations[{name!r}]": t})
+            i_xt, i_ty = shared.layer(name, t)
+            rows.append((name, float(to_base(i_xt, base)), float(to_base(i_ty, base))))
+        except Exception as exc:
+            if on_error == "raise":
+                raise
+            errors[name] = exc
+            rows.append((name, math.nan, math.nan))
     df = pd.DataFrame(
         {
             "layer": [r[0] for r in rows],
-            "I_XT": [float(r[1]) for r in rows],
-            "I_TY": [float(r[2]) for r in rows],
+            "I_XT": [r[1] for r in rows],
+            "I_TY": [r[2] for r in rows],
         }
     )
     df.attrs.update(method=method, base=base)
+    if on_error == "collect":
+        df.attrs["errors"] = errors
     return df

@@ -68,11 +68,16 @@ def activation_stats(
     (0.5, 0.25)
     """
     zf = z if z.dtype in (torch.float32, torch.float64) else z.float()
-    dead = (zf == 0) if dead_tol == 0 else (zf.abs() <= dead_tol)
+    if zf.ndim >= 1 and zf.shape[0] > 0:
+        # a unit is dead when its largest |a| is within dead_tol: the same units as
+        # ``(|a| <= dead_tol).all(dim=0)`` (NaN never dead), 5x faster on the CPU
+        dead = zf.abs().amax(dim=0) <= dead_tol
+    else:
+        dead = (zf.abs() <= dead_tol).all(dim=0)
     out = {
         "act/mean": zf.mean(),
         "act/std": zf.std(correction=0),  # (torch.std_mean is slower on CPU)
-        "act/dead_frac": dead.all(dim=0).to(zf.dtype).mean(),
+        "act/dead_frac": dead.to(zf.dtype).mean(),
     }
     bounds = saturation_bounds if saturation_bounds is not None else _bounds_of(module)
     if bounds is not None:
@@ -190,24 +195,34 @@ register_metric("dsmi_x", _dsmi_x, outputs="repr/dsmi_x", slow=True, requires=_S
 
 
 def _info_plane(
-    z: torch.Tensor,
+    acts: dict[str, torch.Tensor],
     x: torch.Tensor,
     y: torch.Tensor,
-    layer: str = "",
     *,
     method: str = "binning",
     **options: Any,
-) -> dict[str, Any]:
-    """I(X;T) and I(T;Y) of the layer (nats): ``diagnostics.information_plane``."""
+) -> dict[Any, Any]:
+    """I(X;T) and I(T;Y) of every layer (nats): ``diagnostics.information_plane``, once
+    per record for all layers (the partition of X and the label terms are shared). A
+    layer whose estimate fails is reported as failed; the others are recorded."""
     prefix = f"info_plane/{method}"
-    frame = _diagnostics("information_plane")({layer: z}, x, y, method=method, **options)
-    row = frame.iloc[0]
-    return {f"{prefix}/I_XT": float(row["I_XT"]), f"{prefix}/I_TY": float(row["I_TY"])}
+    frame = _diagnostics("information_plane")(acts, x, y, method=method, on_error="collect",
+                                              **options)  # fmt: skip
+    errors = frame.attrs.get("errors", {})
+    out: dict[Any, Any] = {}
+    for layer, i_xt, i_ty in zip(frame["layer"], frame["I_XT"], frame["I_TY"]):
+        if layer in errors:
+            out[(f"{prefix}/I_XT", layer)] = errors[layer]
+        else:
+            out[(f"{prefix}/I_XT", layer)] = float(i_xt)
+            out[(f"{prefix}/I_TY", layer)] = float(i_ty)
+    return out
 
 
 register_metric(
     "info_plane",
     _info_plane,
+    scope="layers",
     outputs=("info_plane/{method}/I_XT", "info_plane/{method}/I_TY"),
     slow=True,
     requires=("diagnostics.infoplane",),
@@ -229,6 +244,7 @@ def _norms(
             name: [index[id(p)] for p in module.parameters() if id(p) in index]
             for name, module in layers.items()
         }
+        cache["select"] = {}
     if what == "grad":
         tensors = [p.grad for p in params]
     else:
@@ -243,14 +259,26 @@ def _norms(
         norms = [torch.linalg.vector_norm(t) for t in ts]
     dev = norms[0].device
     dtype = torch.float32 if dev.type == "mps" else torch.float64
-    sq = torch.stack([n.to(dev, dtype) for n in norms]).square()
-    pos = {i: k for k, i in enumerate(present)}
+    if all(n.device == dev and n.dtype == norms[0].dtype for n in norms):
+        sq = torch.stack(norms).to(dtype).square()
+    else:
+        sq = torch.stack([n.to(dev, dtype) for n in norms]).square()
     name = f"{what}/norm"
     out: dict[Any, Any] = {name: sq.sum().sqrt()}
-    for lname, idx in cache["layers"].items():
-        sel = [pos[i] for i in idx if i in pos]
-        if sel:
-            out[(name, lname)] = sq[torch.tensor(sel, device=dev)].sum().sqrt()
+    # the positions in ``sq`` of each layer's parameters, cached per set of present ones
+    selects = cache["select"].get((dev, tuple(present)))
+    if selects is None:
+        pos = {i: k for k, i in enumerate(present)}
+        selects = {}
+        for lname, idx in cache["layers"].items():
+            sel = [pos[i] for i in idx if i in pos]
+            if sel:
+                selects[lname] = torch.tensor(sel, device=dev)
+        if len(cache["select"]) > 8:  # parameters gaining/losing gradients: keep a few
+            cache["select"].clear()
+        cache["select"][(dev, tuple(present))] = selects
+    for lname, sel in selects.items():
+        out[(name, lname)] = sq[sel].sum().sqrt()
     return out
 
 

@@ -23,7 +23,9 @@ __all__ = [
     "get_metric",
     "available_metrics",
     "LAYER_CONTEXT",
+    "LAYERS_CONTEXT",
     "MODEL_CONTEXT",
+    "SCOPES",
 ]
 
 LAYER_CONTEXT = frozenset(
@@ -43,6 +45,10 @@ LAYER_CONTEXT = frozenset(
     }
 )
 MODEL_CONTEXT = frozenset({"layers", "step", "seed", "cache", "x_all", "y_all"})
+#: a ``scope="layers"`` metric's context: a layer metric's, less the one layer's name and module
+LAYERS_CONTEXT = LAYER_CONTEXT - {"layer", "module"}
+SCOPES = ("layer", "layers", "model")
+_CONTEXT = {"layer": LAYER_CONTEXT, "layers": LAYERS_CONTEXT, "model": MODEL_CONTEXT}
 
 
 @dataclass(frozen=True)
@@ -131,8 +137,8 @@ def register_metric(
         raise ValueError(f"name: expected a non-empty string, got {name!r}")
     if not callable(fn):
         raise TypeError(f"fn: expected a callable, got {type(fn).__name__}")
-    if scope not in ("layer", "model"):
-        raise ValueError(f"scope: expected 'layer' or 'model', got {scope!r}")
+    if scope not in SCOPES:
+        raise ValueError(f"scope: expected 'layer', 'layers' or 'model', got {scope!r}")
     if name in _REGISTRY and not overwrite:
         raise ValueError(
             f"name: a metric named {name!r} is already registered (pass overwrite=True)"
@@ -141,7 +147,7 @@ def register_metric(
         outputs = (outputs,)
     if isinstance(requires, str):
         requires = (requires,)
-    context_names = LAYER_CONTEXT if scope == "layer" else MODEL_CONTEXT
+    context_names = _CONTEXT[scope]
     try:
         sig = inspect.signature(fn)
     except (TypeError, ValueError):
@@ -149,14 +155,14 @@ def register_metric(
     context, needs, params, var_kw = set(), set(), set(), sig is None
     if sig is not None:
         plist = list(sig.parameters.values())
-        # the first positional parameter receives z (layer) or the model (model scope)
+        # the first positional parameter receives z (layer), {layer: z} (layers) or the model
         first = next(
             (p for p in plist if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)), None
         )
         if first is None and not any(p.kind == p.VAR_POSITIONAL for p in plist):
+            what = {"layer": "activations z", "layers": "dict of activations", "model": "model"}
             raise TypeError(
-                f"fn: a {scope} metric takes the {'activations z' if scope == 'layer' else 'model'} "
-                "as its first positional argument"
+                f"fn: a {scope} metric takes the {what[scope]} as its first positional argument"
             )
         for p in plist:
             if p is first or p.kind in (p.VAR_POSITIONAL,):
