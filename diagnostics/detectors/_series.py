@@ -1,40 +1,16 @@
 """Input handling of the functional detector API (``detect_token_entropy_collapse(series)``
 and kin): a Series, a 1-D array or the run log's scalars DataFrame in, a clean float Series
-indexed by step out, and the argument checks (this package imports no torch, so it cannot use
-``diagnostics._validate``; these mirror its messages).
+indexed by step out (the settings check the arguments).
 """
 
 from __future__ import annotations
 
-import numbers
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 _SCALAR_COLUMNS = ("step", "metric", "value")
-
-
-def _check_int(value: Any, *, name: str, minimum: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name}: expected an integer, got {type(value).__name__} {value!r}")
-    if minimum is not None and value < minimum:
-        raise ValueError(f"{name}: expected an integer >= {minimum}, got {value}")
-    return int(value)
-
-
-def _check_float(value: Any, *, name: str, minimum: float, maximum: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name}: expected a number, got {type(value).__name__} {value!r}")
-    value = float(value)
-    if not (minimum <= value <= maximum):
-        raise ValueError(f"{name}: expected a number in [{minimum}, {maximum}], got {value}")
-    return value
-
-
-# --------------------------------------------------------------------------------------
-# inputs
-# --------------------------------------------------------------------------------------
 
 
 def _is_scalars_frame(data: Any) -> bool:
@@ -96,10 +72,3 @@ def _series(data: Any, *, name: str, metric: str, required: bool = True) -> pd.S
         f"{name}: expected a pandas Series, a 1-D array or a scalars DataFrame, "
         f"got {type(data).__name__}"
     )
-
-
-def _check_fraction(value: Any, *, name: str, open_low: bool = True) -> float:
-    v = _check_float(value, name=name, minimum=0.0, maximum=1.0)
-    if open_low and v == 0.0:
-        raise ValueError(f"{name}: expected a number in (0, 1], got {v}")
-    return v
