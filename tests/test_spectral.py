@@ -172,6 +172,45 @@ def test_dsmi_matches_reference_when_clusters_share_sizes():
         assert abs(ours - ref) < BITS
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_dsmi_with_unbalanced_classes_matches_reference_serial_and_pooled(threads):
+    # every cluster size differs: each set is its own eigensolve; with 2 threads they run on
+    # the pool of workers (diffusion._parallel_plan), with 1 in this thread: same numbers
+    from diagnostics.estimators import diffusion
+
+    rng = np.random.default_rng(7)
+    labels = rng.permutation(np.repeat(np.arange(6), [20, 45, 70, 95, 130, 160]))
+    x = rng.normal(size=(len(labels), 10)) + labels[:, None] * 0.5
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        assert diffusion._parallel_plan(torch.device("cpu"), 36)[0] == threads
+        ours = float(diffusion_spectral_mutual_information(x, labels, base=2))
+    finally:
+        torch.set_num_threads(before)
+    ref, _ = official_dsmi(x, labels)
+    assert abs(ours - ref) < BITS
+
+
+def test_dse_of_many_sets_equals_one_set_at_a_time(monkeypatch):
+    # the pooled path, the serial path and the large-kernel path give each set its own DSE
+    from diagnostics.estimators import diffusion
+
+    rng = np.random.default_rng(8)
+    z = torch.from_numpy(rng.normal(size=(300, 6)))
+    sets = [torch.from_numpy(rng.choice(300, n, replace=False)) for n in (40, 90, 40, 200, 15)]
+    one = [float(diffusion_spectral_entropy(z[s], sigma=2.0)) for s in sets]
+    before = torch.get_num_threads()
+    try:
+        for threads, chunk in ((2, 1 << 24), (1, 1 << 24), (2, 100 * 100)):
+            torch.set_num_threads(threads)
+            monkeypatch.setattr(diffusion, "_CHUNK_ENTRIES", chunk)  # 200-point sets: too large
+            got = diffusion._diffusion_entropies_sets(z, sets, 2.0, 1.0, torch.float64).tolist()
+            assert got == pytest.approx(one, abs=1e-12), (threads, chunk)
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_dsmi_matches_reference_with_continuous_1d_reference():
     x, y = blobs(n=500, d=16, scale=1.0, seed=3)
     r = x[:, 0] + 0.5 * np.random.default_rng(0).normal(size=len(x))

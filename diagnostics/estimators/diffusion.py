@@ -172,10 +172,15 @@ def _diffusion_entropies_numpy(z: torch.Tensor, sigma, t: float, dtype: torch.dt
     return _spectral_entropy_nats(torch.from_numpy(np.concatenate(out)), t)
 
 
-def _diffusion_entropies(z: torch.Tensor, sigma, t: float, dtype: torch.dtype) -> torch.Tensor:
-    """Exact DSE (nats) of each point set in ``z`` of shape ``(b, n, d)``; returns ``(b,)``."""
+def _diffusion_entropies(
+    z: torch.Tensor, sigma, t: float, dtype: torch.dtype, *, numpy_ok: bool = True
+) -> torch.Tensor:
+    """Exact DSE (nats) of each point set in ``z`` of shape ``(b, n, d)``; returns ``(b,)``.
+    ``numpy_ok=False``: torch's eigensolver even where numpy's is faster (``_NUMPY_N``),
+    for threads that must not hold the GIL."""
     if (
-        z.device.type == "cpu"
+        numpy_ok
+        and z.device.type == "cpu"
         and dtype == torch.float64
         and _NUMPY_N[0] <= z.shape[1] < _NUMPY_N[1]
     ):
@@ -189,6 +194,74 @@ def _diffusion_entropies(z: torch.Tensor, sigma, t: float, dtype: torch.dtype) -
         del k
         out.append(_spectral_entropy_nats(lam, t))
     return torch.cat(out)
+
+
+def _parallel_plan(device: torch.device, n_jobs: int) -> tuple[int, int]:
+    """``(workers, threads per worker)`` for ``n_jobs`` independent CPU eigensolves, or
+    ``(1, 0)`` to run them in this thread.
+
+    A dense eigensolve of a few hundred points hardly gains from a second thread (LAPACK's
+    tridiagonalisation is memory-bound; measured here, 2 threads take 0.9-1.0x the wall
+    time of one and twice its CPU time), but independent eigensolves run side by side on
+    separate cores: 1.7-1.9x the throughput on 2 cores (``benchmarks/spectral.py``). Each
+    worker sets its own OpenMP thread count (a per-thread setting), so the process uses
+    ``torch.get_num_threads()`` threads in all, as a single torch call would.
+    """
+    threads = torch.get_num_threads()
+    if device.type != "cpu" or threads < 2 or n_jobs < 2:
+        return 1, 0
+    workers = min(threads, n_jobs)
+    return workers, max(1, threads // workers)
+
+
+def _diffusion_entropies_sets(
+    z: torch.Tensor, sets: list[torch.Tensor], sigma, t: float, dtype: torch.dtype
+) -> torch.Tensor:
+    """Exact DSE (nats) of the point sets ``z[rows]`` for each ``rows`` in ``sets``.
+
+    The sets of one size go through one batched eigensolve (:func:`_diffusion_entropies`).
+    On a multi-core CPU those batches are split into ``workers`` parts and the parts run
+    on a pool of threads, the costliest first (:func:`_parallel_plan`); sets whose kernel
+    is larger than ``_CHUNK_ENTRIES`` entries still go one at a time, with every thread, so
+    that the memory peak stays that of one kernel per thread.
+    """
+    out = torch.empty(len(sets), dtype=torch.float64, device=z.device)
+    groups: dict[int, list[int]] = {}
+    for i, rows in enumerate(sets):
+        groups.setdefault(int(rows.numel()), []).append(i)
+    n_small = sum(len(m) for n, m in groups.items() if n * n <= _CHUNK_ENTRIES)
+    workers, per_worker = _parallel_plan(z.device, n_small)
+
+    def run(members: list[int], numpy_ok: bool = True) -> None:
+        idx = torch.stack([sets[i] for i in members])
+        h = _diffusion_entropies(z[idx], sigma, t, dtype, numpy_ok=numpy_ok)
+        out[torch.tensor(members, device=z.device)] = h
+
+    parts: list[tuple[int, list[int]]] = []  # (cost, members) for the pool
+    for n, members in groups.items():
+        if workers == 1 or n * n > _CHUNK_ENTRIES:
+            run(members)
+            continue
+        k = min(workers, len(members))
+        parts += [(len(members[j::k]) * n**3, members[j::k]) for j in range(k)]
+    if parts:
+        from concurrent.futures import ThreadPoolExecutor
+
+        parts.sort(key=lambda p: -p[0])  # costliest first: the workers finish together
+        threads = torch.get_num_threads()
+        try:
+            with ThreadPoolExecutor(
+                workers,
+                thread_name_prefix="infoscope-dse",
+                initializer=torch.set_num_threads,
+                initargs=(per_worker,),
+            ) as pool:
+                # numpy's eigensolver holds the GIL: the workers use torch's
+                list(pool.map(lambda p: run(p[1], numpy_ok=False), parts))
+        finally:
+            # a worker's set_num_threads also sets MKL's process-wide thread count
+            torch.set_num_threads(threads)
+    return out
 
 
 def _top_eigvals(k: torch.Tensor, top_k: int, seed: int) -> torch.Tensor:

@@ -31,7 +31,7 @@ from diagnostics.estimators.diffusion import (
     _check_dtype,
     _check_max_n,
     _check_sigma,
-    _diffusion_entropies,
+    _diffusion_entropies_sets,
     _index,
     _resolve_sigma,
     _sample_rows,
@@ -104,6 +104,40 @@ def cluster_reference(
         random_state=seed,
     ).fit(r.cpu().numpy())
     return torch.as_tensor(np.asarray(op.labels_, dtype=np.int64), device=r.device)
+
+
+def _dsmi_jobs(
+    order: torch.Tensor, sizes: list[int], *, repetitions: int, seed: int, max_n: int | None
+) -> list[tuple[int, torch.Tensor]]:
+    """Every DSE evaluation of a DSMI, as ``(key, rows)``: the conditional DSE of each
+    cluster (key: the cluster's index) and the random subsets (key: ``-1 - cluster size``).
+
+    ``order`` lists the points cluster by cluster (members in their original order),
+    ``sizes`` the cluster sizes. dse-dsmi re-seeds before drawing each cluster's subsets,
+    so clusters of equal size get the very same subsets: they are evaluated once per
+    distinct size (exactly the same numbers, and 4x fewer eigensolves for balanced
+    classes).
+    """
+    n, device = order.numel(), order.device
+    jobs: list[tuple[int, torch.Tensor]] = []
+    rng = random.Random()
+    start = 0
+    for ci, n_c in enumerate(sizes):
+        rows = order[start : start + n_c]
+        start += n_c
+        if max_n is not None and n_c > max_n:
+            rows = rows[_index(_sample_rows(n_c, max_n, seed), device)]
+        jobs.append((ci, rows))
+        if n_c in sizes[:ci]:
+            continue  # same subsets as an earlier cluster of this size
+        rng.seed(seed)
+        for _ in range(repetitions):
+            picked = rng.sample(range(n), n_c)
+            if max_n is not None and n_c > max_n:
+                rng.seed(seed)  # dse-dsmi's DSE re-seeds the shared generator
+                picked = [picked[i] for i in rng.sample(range(n_c), max_n)]
+            jobs.append((-1 - n_c, _index(picked, device)))
+    return jobs
 
 
 def diffusion_spectral_mutual_information(
@@ -203,42 +237,18 @@ def diffusion_spectral_mutual_information(
     sizes = counts.tolist()  # host sync: sizes drive the sampling
     order = torch.argsort(labels, stable=True)  # cluster members in their original order
 
-    # Every DSE evaluation, grouped by matrix size: the conditional DSE of each cluster
-    # (key: cluster index) and the random subsets (key: -1 - cluster size). dse-dsmi
-    # re-seeds before drawing each cluster's subsets, so clusters of equal size get the
-    # very same subsets: they are evaluated once per distinct size (exactly the same
-    # numbers, and 4x fewer eigensolves for balanced classes).
-    groups: dict[int, list[tuple[int, torch.Tensor]]] = {}
-    rng = random.Random()
-    start = 0
-    for ci, n_c in enumerate(sizes):
-        rows = order[start : start + n_c]
-        start += n_c
-        if max_n is not None and n_c > max_n:
-            rows = rows[_index(_sample_rows(n_c, max_n, seed), z.device)]
-        groups.setdefault(rows.numel(), []).append((ci, rows))
-        if n_c in sizes[:ci]:
-            continue  # same subsets as an earlier cluster of this size
-        rng.seed(seed)
-        for _ in range(repetitions):
-            picked = rng.sample(range(n), n_c)
-            if max_n is not None and n_c > max_n:
-                rng.seed(seed)  # dse-dsmi's DSE re-seeds the shared generator
-                picked = [picked[i] for i in rng.sample(range(n_c), max_n)]
-            groups.setdefault(len(picked), []).append((-1 - n_c, _index(picked, z.device)))
-
-    n_cl = len(sizes)
-    h_cond = torch.zeros(n_cl, dtype=torch.float64, device=z.device)
-    h_subsets: dict[int, torch.Tensor] = {}  # cluster size -> summed DSE of its subsets
-    for jobs in groups.values():
-        idx = torch.stack([rows for _, rows in jobs])
-        h = _diffusion_entropies(z[idx], sigma, t, dtype)
-        for j, (key, _) in enumerate(jobs):
-            if key >= 0:
-                h_cond[key] = h[j]
-            else:
-                h_subsets[-1 - key] = h_subsets.get(-1 - key, 0.0) + h[j]
-    h_marg = torch.stack([torch.as_tensor(h_subsets[n_c]) for n_c in sizes]).to(h_cond)
+    jobs = _dsmi_jobs(order, sizes, repetitions=repetitions, seed=seed, max_n=max_n)
+    h = _diffusion_entropies_sets(z, [rows for _, rows in jobs], sigma, t, dtype)
+    # h_cond[c] = h of cluster c's own job; h_marg[c] = summed h of the subsets of its size
+    # (gathered on the device: no sync)
+    keys = [key for key, _ in jobs]
+    pick = torch.tensor(
+        [[float(key == ci or key == -1 - n_c) for key in keys] for ci, n_c in enumerate(sizes)],
+        dtype=torch.float64,
+    ).to(z.device)
+    cond = torch.tensor([float(key >= 0) for key in keys], dtype=torch.float64).to(z.device)
+    h_cond = pick @ (h * cond)
+    h_marg = pick @ (h * (1 - cond))
     weights = counts.to(torch.float64) / n
     mi = (weights * (h_marg / repetitions - h_cond)).sum()
     return to_base(mi, base)
