@@ -160,7 +160,7 @@ def test_saturation_on_either_series():
     assert dead[0].evidence["direction"] == "above" and dead[0].evidence["threshold"] == 0.9
 
 
-def test_saturation_after_learning_is_a_note_and_dead_units_are_always_judged():
+def test_saturation_after_learning_is_a_note_and_dead_units_one_level_lower():
     s = CollapseSettings(patience=1, collapse_patience=1)
     loss = series("train/loss", [2.3, 1.0, 0.5, 0.2, 0.1], layer=None)
     late = series("act/saturated_frac", [0.1, 0.2, 0.3, 0.55, 0.6], layer="tanh")
@@ -178,9 +178,16 @@ def test_saturation_after_learning_is_a_note_and_dead_units_are_always_judged():
     assert [a.severity for a in run(inflated + sat, s)] == ["info"]  # 1.9 <= 0.5 * 7.8
     ctx = Context(n_classes=10, label_entropy=2.3)
     assert [a.severity for a in run(inflated + sat, s, context=ctx)] == ["warning"]
-    # dead ReLUs do not come back: judged whatever the loss
+    # dead ReLUs do not come back: before the network learned, warning then critical
+    dead = series("act/dead_frac", [0.1, 0.2, 0.55, 0.95, 0.95], layer="relu")
+    flat = series("train/loss", [2.3, 2.3, 2.2, 2.2, 2.2], layer=None)
+    assert [(a.step, a.severity) for a in run(flat + dead, s)] == [(2, "warning"), (3, "critical")]
+    # ... once it learned (0.5 / 2.3 smoothed at step 3), one level lower: lost capacity in a
+    # network that learns with the units left (info, then a warning), not a stuck network
     dead = series("act/dead_frac", [0.1, 0.2, 0.3, 0.55, 0.95], layer="relu")
-    assert [(a.step, a.severity) for a in run(loss + dead, s)] == [(3, "warning"), (4, "critical")]
+    got = run(loss + dead, s)
+    assert [(a.step, a.severity) for a in got] == [(3, "info"), (4, "warning")]
+    assert "capacity lost" in got[1].message and "one level lower" in got[1].evidence["rule"]
 
 
 # ------------------------------------------------------------------- memorisation

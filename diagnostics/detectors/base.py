@@ -256,6 +256,10 @@ class Detector:
 
     indicator: ClassVar[str] = ""
     summary: ClassVar[str] = ""
+    #: whether :meth:`observe_step` takes the rows one at a time (in whatever order), so
+    #: that a step of one row may go straight to :meth:`observe` (the per-step loss);
+    #: False for a detector that judges a step's rows together
+    per_row: ClassVar[bool] = True
 
     def __init__(self, settings: Any, context: Context | None = None) -> None:
         self.s = settings

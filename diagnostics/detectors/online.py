@@ -107,9 +107,15 @@ class CollapseDetector:
                 route = self._route(metric)
             out: list[Alert] = []
             if route:
-                step, row = int(step), (metric, layer, float(value))
+                step, value = int(step), float(value)
                 for _, det in route:
-                    out.extend(det.observe_step(step, [row]))
+                    got = (
+                        det.observe(step, metric, layer, value)
+                        if det.per_row
+                        else det.observe_step(step, [(metric, layer, value)])
+                    )
+                    if got:
+                        out.extend(got)
             return out
         per: dict[int, tuple[Detector, list[tuple[str, str | None, float]]]] = {}
         for metric, layer, value in rows:

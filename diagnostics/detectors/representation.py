@@ -264,8 +264,10 @@ class Saturation(Detector):
     confident, which is how tanh networks compress (Saxe et al. 2018): then saturation is only
     *info*. "Has learned": the training loss is at most ``saturation_learned_loss`` (0.5) of
     the chance-level cross-entropy H(Y) (``context.label_entropy``, from the probe labels), or
-    of the first recorded loss when the labels are unknown. Dead ReLUs do not come back, so
-    they are judged whatever the loss.
+    of the first recorded loss when the labels are unknown. Dead ReLUs do not come back: once
+    the network has learned they are judged one level lower (a warning becomes info, a
+    critical a warning), since the network learns with the units left (large learning rates
+    kill a share of units in healthy runs, Lu et al. 2019), but the capacity is lost.
     """
 
     indicator = "saturation"
@@ -326,9 +328,11 @@ class Saturation(Detector):
             else 0
         )
         dead = metric.endswith("dead_frac")
-        learned = not dead and self._learned()
+        learned = self._learned()
         if learned and level:
-            level = INFO
+            # dead units are lost capacity (they do not come back): one level lower, not
+            # info; saturated units of a network that learned are confident ones: info
+            level = max(INFO, level - 1) if dead else INFO
         report = st["debounce"].update(level)
         if not report:
             return []
@@ -339,7 +343,12 @@ class Saturation(Detector):
         if learned:
             message += (
                 f", after the training loss fell to {self.smoothed_loss:.3g} (reference "
-                f"{self._loss_reference():.3g}): confident units, not a network that cannot learn"
+                f"{self._loss_reference():.3g}): "
+                + (
+                    "capacity lost, but the network learns with the units left"
+                    if dead
+                    else "confident units, not a network that cannot learn"
+                )
             )
         return [
             self.alert(
@@ -353,12 +362,9 @@ class Saturation(Detector):
                     st["window"],
                     threshold=threshold,
                     direction="above",
-                    rule=f"value >= {name}"
-                    + (
-                        ""
-                        if dead
-                        else "; info once loss <= saturation_learned_loss * H(Y) (or first loss)"
-                    ),
+                    rule=f"value >= {name}; "
+                    + ("one level lower" if dead else "info")
+                    + " once loss <= saturation_learned_loss * H(Y) (or first loss)",
                     settings=self.settings_of(
                         (
                             "saturation_warn",
