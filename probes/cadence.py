@@ -1,7 +1,9 @@
 """When to record: every N steps, log-spaced steps, or an explicit list.
 
 A cadence answers one question, ``due(step) -> bool``, in constant time and without
-state, so that a step where nothing is recorded costs a modulo and a comparison.
+state, so that a step where nothing is recorded costs a modulo and a comparison; and
+``next_due(step)``, the first step ``>= step`` at which it is due, which lets the monitor
+skip the steps in between with one comparison.
 
 - :class:`Every` ``(n, start=0)``: steps ``start, start + n, start + 2n, ...``.
 - :class:`LogSpaced` ``(per_decade=10)``: steps ``round(10 ** (k / per_decade))`` for
@@ -18,8 +20,10 @@ list of ints is :class:`Steps`, the string ``"log"`` is :class:`LogSpaced`, ``No
 
 from __future__ import annotations
 
+import bisect
 import math
 import numbers
+import sys
 from collections.abc import Iterable
 
 __all__ = ["Cadence", "Every", "LogSpaced", "Steps", "Never", "as_cadence"]
@@ -30,6 +34,12 @@ class Cadence:
 
     def due(self, step: int) -> bool:  # pragma: no cover - interface
         raise NotImplementedError
+
+    def next_due(self, step: int) -> int:
+        """The first step ``>= step`` at which this cadence is due (``sys.maxsize`` for
+        never). The base class cannot tell and answers ``step`` (check that step): a
+        custom cadence need only implement :meth:`due`."""
+        return step
 
     def scaled(self, factor: int) -> Cadence:
         """A sparser cadence for expensive metrics (``factor`` times fewer points where
@@ -63,6 +73,11 @@ class Every(Cadence):
 
     def due(self, step: int) -> bool:
         return step >= self.start and (step - self.start) % self.n == 0
+
+    def next_due(self, step: int) -> int:
+        if step <= self.start:
+            return self.start
+        return step + (-(step - self.start)) % self.n
 
     def scaled(self, factor: int) -> Cadence:
         return Every(self.n * int(factor), self.start)
@@ -107,6 +122,14 @@ class LogSpaced(Cadence):
         lo = max(0, math.floor(k) - 1)
         return any(self._at(j) == step for j in range(lo, math.ceil(k) + 2))
 
+    def next_due(self, step: int) -> int:
+        if step <= 1:
+            return max(step, 0)
+        j = max(0, math.floor(self.per_decade * math.log10(step)) - 1)
+        while self._at(j) < step:
+            j += 1
+        return self._at(j)
+
     def __repr__(self) -> str:
         pd = int(self.per_decade) if self.per_decade.is_integer() else self.per_decade
         return f"LogSpaced({pd})"
@@ -119,7 +142,7 @@ class Steps(Cadence):
     (True, False)
     """
 
-    __slots__ = ("steps",)
+    __slots__ = ("steps", "_sorted")
 
     def __init__(self, steps: Iterable[int]) -> None:
         out = set()
@@ -128,9 +151,14 @@ class Steps(Cadence):
                 raise ValueError(f"steps: expected integers, got {s!r}")
             out.add(int(s))
         self.steps = frozenset(out)
+        self._sorted = tuple(sorted(out))
 
     def due(self, step: int) -> bool:
         return step in self.steps
+
+    def next_due(self, step: int) -> int:
+        i = bisect.bisect_left(self._sorted, step)
+        return self._sorted[i] if i < len(self._sorted) else sys.maxsize
 
     def __repr__(self) -> str:
         shown = sorted(self.steps)
@@ -143,6 +171,9 @@ class Never(Cadence):
 
     def due(self, step: int) -> bool:
         return False
+
+    def next_due(self, step: int) -> int:
+        return sys.maxsize
 
     def __repr__(self) -> str:
         return "Never()"

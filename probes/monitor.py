@@ -316,6 +316,7 @@ class Monitor(Recorder, ActivationSource, Scheduling, Output):
         self._current_step = 0
         self._last_step: int | None = None
         self._stride = 1
+        self._quiet_until = -1  # see step() and _quiet_after()
 
         # ---- outputs (rank 0 only)
         self.writer: RunWriter | None = None
@@ -348,24 +349,23 @@ class Monitor(Recorder, ActivationSource, Scheduling, Output):
         when nothing was recorded, and always empty on ranks other than 0).
         """
         # Every step runs this, right after the training step has evicted it from the CPU
-        # caches (an idle call costs ~10x its warm time), so it is kept short.
+        # caches (an idle call costs ~10x its warm time), so it is kept short: a step in the
+        # quiet stretch the last full call found (Scheduling._quiet_after) buffers scalars.
+        t_in, last = time.perf_counter(), self._last_step
+        if type(step) is int and last is not None and 0 < step - last == self._stride:
+            if step <= self._quiet_until:
+                if scalars and self.rank == 0:
+                    self._buffer_scalars(step, scalars, flush=True)
+                self._last_step = step
+                self._t_monitor += time.perf_counter() - t_in
+                return {}
         if self._closed:
             raise RuntimeError("Monitor.step: the monitor is closed")
-        t_in = time.perf_counter()
         if self._t_first is None:
             self._t_first = t_in
         step = int(step)
         if scalars and self.rank == 0:
-            names, pending = self._scalar_names, self._pending
-            for k, v in scalars.items():
-                name = names.get(k)
-                if name is None:
-                    name = names[k] = self.scalar_prefix + k
-                if type(v) is torch.Tensor and v.numel() == 1:  # (the loss: the short path)
-                    pending.append((step, name, v.detach()))
-                else:
-                    self._buffer(step, {name: v})
-        last = self._last_step
+            self._buffer_scalars(step, scalars)
         if last is not None and step > last:
             self._stride = min(step - last, 1000)
         self._last_step = step
@@ -395,6 +395,7 @@ class Monitor(Recorder, ActivationSource, Scheduling, Output):
                     self._disarm()
             elif self._armed_names is not None or self._live_capture.attached:
                 self._disarm()  # (an idle step with nothing armed has nothing to undo)
+        self._quiet_until = self._quiet_after(step)
         self._t_monitor += time.perf_counter() - t_in
         return out
 
@@ -458,6 +459,7 @@ class Monitor(Recorder, ActivationSource, Scheduling, Output):
         opened it). Safe to call twice."""
         if self._closed:
             return
+        self._quiet_until = -1  # step() after close() raises
         try:
             self._disarm()
             self._probe_capture.detach()

@@ -160,6 +160,23 @@ class Output:
                     ) from None
             self._pending.append((step, str(name), v))
 
+    def _buffer_scalars(self, step: int, scalars: dict[str, Any], flush: bool = False) -> None:
+        """Buffer ``step``'s keyword scalars (the loss without a device sync); ``flush``:
+        write the buffer when it is full."""
+        names, pending = self._scalar_names, self._pending
+        for k, v in scalars.items():
+            name = names.get(k)
+            if name is None:
+                name = names[k] = self.scalar_prefix + k
+            if type(v) is torch.Tensor and v.numel() == 1:  # (the loss: the short path)
+                # on the CPU the value costs less than a detached tensor; elsewhere it
+                # would be a device sync
+                pending.append((step, name, v.item() if v.is_cpu else v.detach()))
+            else:
+                self._buffer(step, {name: v})
+        if flush and len(pending) >= MAX_PENDING_SCALARS:
+            self._flush_scalars()
+
     def _flush_scalars(self) -> None:
         if not self._pending:
             return

@@ -13,6 +13,7 @@ are in :mod:`probes.cadence`.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -133,6 +134,19 @@ class Scheduling:
             keys.add(key)
             active.append(ActiveMetric(key, defn, opts, cadence, lnames))
         return active
+
+    def _quiet_after(self, step: int) -> int:
+        """The last step of the quiet stretch after ``step``: the steps up to it need no
+        record, no hook armed or disarmed (``step`` returns early); ``step`` itself when
+        there is none."""
+        if self._closed or (
+            self.mode == "live" and (self._armed_names is not None or self._live_capture.attached)
+        ):
+            return step
+        nxt = min((c.next_due(step + 1) for c in self._cadences), default=sys.maxsize)
+        if self.mode == "live" and not self._explicit_arming:
+            nxt -= self._stride  # hooks are armed one stride before a recorded step
+        return max(step, nxt - 1)
 
     def _apply_budget(self, step: int, due: list[ActiveMetric], now: float) -> list[ActiveMetric]:
         """Drop the expensive metrics from ``due`` while the monitor's share of the time

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import socket
+import sys
 
 import pytest
 import torch
@@ -268,6 +269,20 @@ def test_cadences():
     for bad in (0, -1, "often", 1.5):
         with pytest.raises(ValueError):
             as_cadence(bad)
+
+
+def test_next_due_agrees_with_due():
+    # the monitor skips the steps before next_due: it must never skip a due step
+    cadences = [Every(5), Every(7, start=12), LogSpaced(10), LogSpaced(3.5), Steps([0, 9, 40])]
+    for c in cadences:
+        due = [s for s in range(3000) if c.due(s)]
+        for s in range(0, 2990, 7):
+            want = next((d for d in due if d >= s), None)
+            got = c.next_due(s)
+            assert got == want or (want is None and got > 2990), (c, s, got, want)
+    assert Never().next_due(5) == sys.maxsize and Steps([3]).next_due(4) == sys.maxsize
+    # a custom cadence answers "this step": the monitor checks every step
+    assert as_cadence(lambda s: s == 4).next_due(2) == 2
 
 
 # ---------------------------------------------------------------- registry

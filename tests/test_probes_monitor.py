@@ -229,6 +229,39 @@ def test_live_mode_with_step_stride():
     assert got == [0, 20, 40]
 
 
+@pytest.mark.parametrize("mode", ["probe", "live"])
+def test_quiet_steps_record_exactly_the_due_steps(tmp_path, mode):
+    """Steps between records return early (Scheduling._quiet_after); whatever the step
+    sequence (strides that change, a jump back), records happen exactly at the due steps,
+    every scalar is written, and step() after close() raises."""
+    model = mlp()
+    x, y = data()
+    opt = SGD(model.parameters(), lr=0.01)
+    kw = {"probe_inputs": x, "probe_labels": y} if mode == "probe" else {}
+    metrics = {"act_stats": {}, "grad_norm": {"every": Steps([13, 31, 200])}}
+    mon = Monitor(model, tmp_path, layers=["1"], every=10, metrics=metrics, budget=None, **kw)
+    # strides 1, 3, a jump back and a jump ahead (landing on steps that are not due: live
+    # mode cannot arm for a due step it could not see coming)
+    steps = [*range(0, 25), *range(26, 60, 3), *range(41, 48), *range(101, 211)]
+    recorded = []
+    for s in steps:
+        train_step(model, opt, x, y)
+        out = mon.step(s, loss=torch.tensor(float(s)), lr=0.1)
+        if out:
+            recorded.append(s)
+            assert (("act/mean", "1") in out) == (s % 10 == 0), s
+    mon.close()
+    assert recorded == [s for s in steps if s % 10 == 0 or s in (13, 31, 200)]
+    with open_run(tmp_path) as r:
+        df = r.scalars(metrics=["train/loss", "train/lr"])
+    assert len(df) == 2 * len(steps) and sorted(df[df.metric == "train/loss"].value) == sorted(
+        map(float, steps)
+    )
+    with pytest.raises(RuntimeError, match="closed"):
+        mon.step(steps[-1] + 1)
+    assert hook_count(model) == 0
+
+
 def test_live_labels_reach_metrics():
     model = mlp()
     x, y = data()
