@@ -275,7 +275,7 @@ class Monitor(Recorder, ActivationSource, Scheduling, Output):
         self.budget = None if budget is None else float(budget)
         self._t_first: float | None = None  # first step() call (wall clock)
         self._t_monitor = 0.0  # wall time spent inside the monitor since then
-        self._expensive_ran = False
+        self._record_costs: dict[tuple[str, ...], float] = {}  # see _apply_budget
         self.deferred: dict[str, int] = {}  # metric -> records postponed by the budget
 
         # ---- probe batch (probe mode): on the model's device, subsampled once

@@ -149,16 +149,23 @@ class Scheduling:
         return max(step, nxt - 1)
 
     def _apply_budget(self, step: int, due: list[ActiveMetric], now: float) -> list[ActiveMetric]:
-        """Drop the expensive metrics from ``due`` while the monitor's share of the time
-        since the first step is over ``budget`` (rank 0 decides for every rank)."""
-        if not any(a.defn.expensive for a in due):
+        """Drop the expensive metrics from ``due`` unless the monitor's time since the first
+        step, with what this record is expected to cost, stays within ``budget`` times the
+        training time (rank 0 decides for every rank).
+
+        The expected cost is that of the last record of the same expensive metrics (0 for a
+        set not run yet, which then runs when the share is within the budget), so that the
+        share does not overshoot the budget by a record. The first record with an expensive
+        metric always runs."""
+        expensive = tuple(a.key for a in due if a.defn.expensive)
+        if not expensive:
             return due
         train = (now - self._t_first) - self._t_monitor
-        allow = not self._expensive_ran or self._t_monitor <= self.budget * max(train, 0.0)
+        cost = self._record_costs.get(expensive, 0.0)
+        allow = not self._record_costs or self._t_monitor + cost <= self.budget * max(train, 0.0)
         if self.world_size > 1:
             allow = _dist.broadcast_flag(allow, self.device)
         if allow:
-            self._expensive_ran = True
             return due
         kept = []
         for a in due:
