@@ -211,6 +211,37 @@ def test_dse_of_many_sets_equals_one_set_at_a_time(monkeypatch):
         torch.set_num_threads(before)
 
 
+def _dsmi_in_child(x, labels, q):
+    torch.set_num_threads(2)
+    q.put(float(diffusion_spectral_mutual_information(x, labels, base=2)))
+
+
+def test_dsmi_thread_pool_survives_a_fork():
+    # the eigensolver threads are kept between calls; a forked child (a DataLoader worker)
+    # has none of them and must start its own rather than wait forever
+    import multiprocessing as mp
+
+    from diagnostics.estimators import diffusion
+
+    rng = np.random.default_rng(9)
+    labels = np.repeat(np.arange(4), [30, 50, 70, 90])
+    x = rng.normal(size=(len(labels), 6)) + labels[:, None] * 0.5
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        here = float(diffusion_spectral_mutual_information(x, labels, base=2))
+        assert diffusion._POOL is not None  # the pool ran in this process
+        ctx = mp.get_context("fork")
+        q = ctx.Queue()
+        child = ctx.Process(target=_dsmi_in_child, args=(x, labels, q))
+        child.start()
+        child.join(timeout=120)
+        assert child.exitcode == 0, "the child hung or failed"
+        assert q.get(timeout=5) == pytest.approx(here, abs=1e-12)
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_dsmi_matches_reference_with_continuous_1d_reference():
     x, y = blobs(n=500, d=16, scale=1.0, seed=3)
     r = x[:, 0] + 0.5 * np.random.default_rng(0).normal(size=len(x))

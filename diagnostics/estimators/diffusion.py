@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import random
 from typing import Any
 
@@ -214,6 +215,23 @@ def _parallel_plan(device: torch.device, n_jobs: int) -> tuple[int, int]:
     return workers, max(1, threads // workers)
 
 
+_POOL: tuple[int, int, Any] | None = None  # (pid, workers, ThreadPoolExecutor)
+
+
+def _pool(workers: int):
+    """The eigensolver threads, kept between calls (starting threads costs ~1 ms a call);
+    a new pool in a forked child (the parent's threads do not exist there)."""
+    global _POOL
+    pid = os.getpid()
+    if _POOL is None or _POOL[0] != pid or _POOL[1] != workers:
+        from concurrent.futures import ThreadPoolExecutor
+
+        if _POOL is not None and _POOL[0] == pid:
+            _POOL[2].shutdown(wait=False)
+        _POOL = (pid, workers, ThreadPoolExecutor(workers, thread_name_prefix="infoscope-dse"))
+    return _POOL[2]
+
+
 def _diffusion_entropies_sets(
     z: torch.Tensor, sets: list[torch.Tensor], sigma, t: float, dtype: torch.dtype
 ) -> torch.Tensor:
@@ -245,22 +263,17 @@ def _diffusion_entropies_sets(
         k = min(workers, len(members))
         parts += [(len(members[j::k]) * n**3, members[j::k]) for j in range(k)]
     if parts:
-        from concurrent.futures import ThreadPoolExecutor
-
         parts.sort(key=lambda p: -p[0])  # costliest first: the workers finish together
         threads = torch.get_num_threads()
+
+        def job(part: tuple[int, list[int]]) -> None:
+            torch.set_num_threads(per_worker)  # per thread (OpenMP); MKL's is process-wide
+            run(part[1], numpy_ok=False)  # numpy's eigensolver holds the GIL: torch's
+
         try:
-            with ThreadPoolExecutor(
-                workers,
-                thread_name_prefix="infoscope-dse",
-                initializer=torch.set_num_threads,
-                initargs=(per_worker,),
-            ) as pool:
-                # numpy's eigensolver holds the GIL: the workers use torch's
-                list(pool.map(lambda p: run(p[1], numpy_ok=False), parts))
+            list(_pool(workers).map(job, parts))
         finally:
-            # a worker's set_num_threads also sets MKL's process-wide thread count
-            torch.set_num_threads(threads)
+            torch.set_num_threads(threads)  # MKL's process-wide count, as it was
     return out
 
 

@@ -175,11 +175,13 @@ def diffusion_spectral_mutual_information(
     information: it is positive when points of the same cluster sit on a
     lower-dimensional part of the representation than random points do. Negative
     values occur (small samples, uninformative reference). All evaluations of one size
-    go together (one batched eigensolver; on the CPU in float64, clusters of 128 to 2047
-    points through numpy's LAPACK one kernel at a time, which is faster there); a
-    cluster's ``n_c x n_c`` kernels take ``O(n_c^2)`` memory each (chunked at 2**24
-    entries). Cost: ``(1 + repetitions)`` dense eigensolves per distinct cluster size,
-    as dse-dsmi (which solves ``1 + repetitions`` per cluster); the eigensolves dominate.
+    go together (one batched eigensolver); on a multi-core CPU the independent eigensolves
+    run side by side on ``torch.get_num_threads()`` one-thread workers (a dense eigensolve
+    of a cluster's size gains little from a second thread; kept threads, a new set in a
+    forked child). A cluster's ``n_c x n_c`` kernels take ``O(n_c^2)`` memory each
+    (chunked at 2**24 entries, one chunk per worker). Cost: ``(1 + repetitions)`` dense
+    eigensolves per distinct cluster size, as dse-dsmi (which solves ``1 + repetitions``
+    per cluster); the eigensolves dominate.
 
     Args:
         z: representations, ``(n,)`` or ``(n, d)``, ``n >= 2``.
