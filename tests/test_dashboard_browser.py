@@ -131,6 +131,8 @@ def test_every_page_in_chromium(server, browser):
 def test_widget_changes_are_written_to_the_url(server, browser):
     page = _open(browser, f"{server}/compare?run=ib/tanh", "Compare runs")
     try:
+        # the display settings sit in a popover of the sidebar: open it, then toggle
+        page.get_by_text("Display settings", exact=True).click()
         page.get_by_text("log x", exact=True).click()
         page.wait_for_url("**logx=true**", timeout=15_000)
         page.wait_for_function(
