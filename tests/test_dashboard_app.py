@@ -106,7 +106,7 @@ def test_information_plane_bits_by_default_and_nats_on_request(runs_root, monkey
     trace = spec["data"][2]
     np.testing.assert_allclose(trace["x"], xt / math.log(2))
     np.testing.assert_allclose(trace["y"], ty / math.log(2))
-    assert trace["marker"]["coloraxis"] == "coloraxis"  # coloured by step
+    assert trace["marker"]["colorscale"] and len(trace["marker"]["color"]) == len(xt)  # by step
     # the tanh run's compression onset: a star on layers.4's trajectory at the alert's step
     (onset,) = [t for t in spec["data"] if t["name"] == "compression onset"]
     assert onset["marker"]["symbol"] == "star" and onset["xaxis"] == "x"  # the tanh panel
