@@ -381,6 +381,9 @@ def test_compare_aligns_runs_by_step(runs_root, monkeypatch):
         df = logged(runs_root, run, "repr/dse", "layers.3")
         np.testing.assert_array_equal(trace["x"], df["step"].to_numpy())
         np.testing.assert_allclose(trace["customdata"], df["value"].to_numpy() / math.log(2))
+    (summary,) = at.table  # last step and value, min, max per run
+    assert list(summary.value.index) == ["ib/tanh", "ib/relu"]
+    assert list(summary.value["points"]) == [len(t["x"]) for t in spec["data"]]
 
 
 # ------------------------------------------------------------------ empty / broken

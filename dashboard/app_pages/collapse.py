@@ -139,8 +139,9 @@ def explain(al: pd.DataFrame) -> None:
             st.caption(f"{info['text']} _{info['source']}_")
         if ev["rule"]:
             st.markdown(f"Rule: `{ev['rule']}`")
-        st.markdown("Evidence")
-        st.json(a["evidence"] if isinstance(a["evidence"], dict) else {}, expanded=False)
+        # in a popover: the browser draws the JSON viewer only when it is opened
+        with st.popover("Evidence", icon=":material/data_object:"):
+            st.json(a["evidence"] if isinstance(a["evidence"], dict) else {})
 
 
 @st.fragment(run_every=V.run_every(runs))
