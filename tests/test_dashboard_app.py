@@ -256,7 +256,12 @@ def test_collapse_page_cards_timeline_and_triggering_series(runs_root, monkeypat
     at = open_page(runs_root, "collapse", monkeypatch, run=["lm/grpo", "ib/tanh"])
     body = texts(at)
     assert "Token-entropy collapse** &nbsp; :red[✖ critical]" in body
-    assert "Rank collapse** &nbsp; :green[● ok]" in body
+    assert "Rank collapse** &nbsp;" not in body  # no card for an indicator that is quiet
+    (quiet,) = [m.value for m in at.markdown if m.value.startswith(":green[● ok]")]
+    assert "no alerts:" in quiet and "Rank collapse" in quiet
+    assert "Token-entropy collapse" not in quiet
+    # every indicator described (the popover: Cui et al. for the token entropy, which
+    # fired; Zhai et al. for the attention entropy, which did not)
     assert "Cui et al. 2025" in body and "Zhai et al. 2023" in body
     timeline, series = specs(at)
     assert set(names(timeline)) == {"info", "warning", "critical"}
