@@ -146,6 +146,27 @@ def test_widget_changes_are_written_to_the_url(server, browser):
         page.close()
 
 
+def test_language_model_tabs_draw_the_open_section(server, browser):
+    """Only the open tab's charts are drawn; another tab draws its own and names itself in
+    the URL."""
+    page = _open(browser, f"{server}/language-model?run=lm/grpo", "Language model")
+    try:
+        charts = '[data-testid="stPlotlyChart"]'
+        assert page.locator(charts).count() == 2  # token-entropy bands and distribution
+        page.get_by_role("tab", name="Covariance").click()
+        page.wait_for_url("**lm_section=Covariance**", timeout=15_000)
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('.js-plotly-plot')].some(el => el._fullData"
+            " && el._fullData.some(t => t.name === 'rl/cov/pos_share'))",
+            timeout=30_000,
+        )
+        page.wait_for_function(RENDERED, timeout=30_000)
+        assert page.locator(charts).count() == 1
+        _assert_no_exception(page, "language model, Covariance tab")
+    finally:
+        page.close()
+
+
 def test_clicking_an_alert_marker_explains_it(server, browser):
     """A click on the compression-onset marker of the Collapse timeline (a Plotly
     selection event) picks that alert: its series, threshold and step are drawn."""

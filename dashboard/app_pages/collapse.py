@@ -175,7 +175,7 @@ def draw() -> None:
             )
             st.caption(f"{info.get('text', '')} _{info.get('source', '')}_")
     # the indicators that raised nothing: one line (a card each made the page slow to draw)
-    c1, c2 = st.columns([5, 1], vertical_alignment="center")
+    c1, c2 = st.columns([3, 1], vertical_alignment="center")
     if not quiet.empty:
         c1.markdown(
             f"{BADGE['ok']} &nbsp; no alerts: "
