@@ -85,13 +85,11 @@ layers = list(pd.unique(data["layer"])) if not data.empty else []
 if not layers:
     st.info(f"No per-layer `{metric}` rows in the selected runs.")
     V.stop_until_new_rows(runs)
-picked = st.multiselect(
-    "Layers",
+picked = V.layer_picker(
     layers,
     default=V.evenly_spaced(layers, 8),
     key="rep_layers",
     help="Layers drawn as lines and small multiples (the heatmap shows all).",
-    **V.URL,
 )
 y_title = f"{metric}{F.unit_suffix(metric, S['unit'])}"
 if metric in LABELS:
