@@ -151,7 +151,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from dashboard import app
 st.set_page_config(page_title="infoscope", layout="wide")
-app.sidebar()
+app.sidebar("runs")  # the sidebar as the Runs page draws it
 st.title("floor")
 st.plotly_chart(go.Figure(go.Scatter(x=list(range(40)), y=[i * i for i in range(40)])))
 """

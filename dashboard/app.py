@@ -62,48 +62,66 @@ def sidebar(page: str) -> None:
             )
         else:
             st.session_state["run"] = []
-        st.segmented_control(
-            "Units",
-            ["bits", "nats"],
-            default="bits",
-            required=True,
-            key="unit",
-            help="Information quantities are logged in nats; bits divide by ln 2.",
-            **view.URL,
-        )
-        st.slider(
-            "Smoothing",
-            0.0,
-            0.99,
-            0.0,
-            0.01,
-            key="smooth",
-            help="Exponential moving average (TensorBoard's, debiased); the raw curve stays "
-            "faint underneath.",
-            **view.URL,
-        )
-        c1, c2 = st.columns(2)
-        c1.toggle("log x", False, key="logx", **view.URL)
-        c2.toggle("log y", False, key="logy", **view.URL)
-        st.select_slider(
-            "Points per line",
-            options=[250, 500, 1000, 2000, 5000],
-            value=1000,
-            key="pts",
-            help="Long series are downsampled for drawing, keeping each bucket's min and "
-            "max so spikes stay visible. CSV downloads hold every point.",
-            **view.URL,
-        )
-        c3, c4 = st.columns([3, 2])
-        c3.toggle("Live refresh", True, key="live", help="Re-read running runs.", **view.URL)
-        c4.selectbox(
-            "every (s)",
-            [1, 2, 5, 10, 30],
-            index=1,
-            key="every",
-            label_visibility="collapsed",
-            **view.URL,
-        )
+        # Display settings in a popover: the browser draws its widgets only when it is
+        # opened (a closed popover costs the page a button, not eight widgets), while the
+        # widgets still run here every time, so their values stay bound to the URL.
+        with st.popover("Display settings", icon=":material/tune:", width="stretch"):
+            st.segmented_control(
+                "Units",
+                ["bits", "nats"],
+                default="bits",
+                required=True,
+                key="unit",
+                help="Information quantities are logged in nats; bits divide by ln 2.",
+                **view.URL,
+            )
+            st.slider(
+                "Smoothing",
+                0.0,
+                0.99,
+                0.0,
+                0.01,
+                key="smooth",
+                help="Exponential moving average (TensorBoard's, debiased); the raw curve stays "
+                "faint underneath.",
+                **view.URL,
+            )
+            c1, c2 = st.columns(2)
+            c1.toggle("log x", False, key="logx", **view.URL)
+            c2.toggle("log y", False, key="logy", **view.URL)
+            st.select_slider(
+                "Points per line",
+                options=[250, 500, 1000, 2000, 5000],
+                value=1000,
+                key="pts",
+                help="Long series are downsampled for drawing, keeping each bucket's min and "
+                "max so spikes stay visible. CSV downloads hold every point.",
+                **view.URL,
+            )
+            c3, c4 = st.columns([3, 2])
+            c3.toggle("Live refresh", True, key="live", help="Re-read running runs.", **view.URL)
+            c4.selectbox(
+                "every (s)",
+                [1, 2, 5, 10, 30],
+                index=1,
+                key="every",
+                label_visibility="collapsed",
+                **view.URL,
+            )
+        st.caption(settings_summary(view.settings(), st.session_state))
+
+
+def settings_summary(s: dict, state) -> str:
+    """One line saying what the display settings are (shown under the closed popover)."""
+    parts = [s["unit"]]
+    if s["smoothing"] > 0:
+        parts.append(f"smoothing {s['smoothing']:g}")
+    axes = [a for a, on in (("x", s["log_x"]), ("y", s["log_y"])) if on]
+    if axes:
+        parts.append("log " + " and ".join(axes))
+    parts.append(f"{s['max_points']} points per line")
+    parts.append(f"live every {state.get('every', 2)} s" if state.get("live", True) else "live off")
+    return " · ".join(parts)
 
 
 def main() -> None:

@@ -140,6 +140,21 @@ def stop_until_new_rows(runs: list[Run]) -> None:
     st.stop()
 
 
+def layer_picker(layers: list, *, default: list, key: str, help: str) -> list:
+    """The layers to draw: a multiselect in a popover labelled with how many are picked
+    (the chart's legend names them; the browser draws the picker only when it is opened).
+    Bound to the URL like every view setting."""
+    state = st.session_state
+    if key in state:
+        n = len(state[key] or [])
+    elif key in st.query_params:
+        n = len([v for v in st.query_params.get_all(key) if v in layers])
+    else:
+        n = len(default)
+    with st.popover(f"Layers: {n} of {len(layers)}", icon=":material/layers:"):
+        return st.multiselect("Layers", layers, default=default, key=key, help=help, **URL)
+
+
 def evenly_spaced(items: list, k: int) -> list:
     if len(items) <= k:
         return list(items)

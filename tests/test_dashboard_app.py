@@ -106,7 +106,7 @@ def test_information_plane_bits_by_default_and_nats_on_request(runs_root, monkey
     trace = spec["data"][2]
     np.testing.assert_allclose(trace["x"], xt / math.log(2))
     np.testing.assert_allclose(trace["y"], ty / math.log(2))
-    assert trace["marker"]["coloraxis"] == "coloraxis"  # coloured by step
+    assert trace["marker"]["colorscale"] and len(trace["marker"]["color"]) == len(xt)  # by step
     # the tanh run's compression onset: a star on layers.4's trajectory at the alert's step
     (onset,) = [t for t in spec["data"] if t["name"] == "compression onset"]
     assert onset["marker"]["symbol"] == "star" and onset["xaxis"] == "x"  # the tanh panel
@@ -166,8 +166,17 @@ def test_representations_lines_heatmap_and_small_multiples(runs_root, monkeypatc
     at = open_page(
         runs_root, "representations", monkeypatch, run=["ib/tanh"], rep_metric="repr/effective_rank"
     )
-    lines, heat = specs(at)
+    (lines,) = specs(at)  # the lines; the heatmap is a view of its own
     assert names(lines) == [f"layers.{i}" for i in range(5)]
+    at = open_page(
+        runs_root,
+        "representations",
+        monkeypatch,
+        run=["ib/tanh"],
+        rep_metric="repr/effective_rank",
+        rep_view="Heatmap",
+    )
+    (heat,) = specs(at)
     heat_trace = heat["data"][0]
     assert heat_trace["type"] == "heatmap"
     n_steps = logged(runs_root, "ib/tanh", "repr/effective_rank")["step"].nunique()
@@ -206,8 +215,11 @@ def test_smoothing_draws_faint_raw_curve_under_smoothed(runs_root, monkeypatch):
 
 def test_language_model_page(runs_root, monkeypatch):
     at = open_page(runs_root, "language-model", monkeypatch, run=["lm/grpo"], unit="nats")
-    charts = specs(at)
-    by_first = {names(s)[0] if names(s) else s["data"][0]["type"]: s for s in charts}
+    assert [t.label for t in at.tabs] == [
+        "Token entropy", "Top-k", "Attention", "Entropy vs reward", "Covariance",
+    ]  # fmt: skip
+    charts = specs(at)  # only the open tab (the first) is drawn
+    assert len(charts) == 2
     band = charts[0]
     assert {"lm/grpo mean", "lm/grpo median", "lm/grpo q05–q95"} <= set(names(band))
     mean = logged(runs_root, "lm/grpo", "lm/token_entropy/mean")["value"].to_numpy()
@@ -218,23 +230,38 @@ def test_language_model_page(runs_root, monkeypatch):
     hist = charts[1]["data"][0]
     assert hist["type"] == "heatmap"
     np.testing.assert_allclose(np.nansum(np.asarray(hist["z"]), axis=0), 1.0, atol=1e-6)
+
+    def section(name):
+        return specs(
+            open_page(runs_root, "language-model", monkeypatch, run=["lm/grpo"], lm_section=name)
+        )
+
+    topk = section("Top-k")
+    assert len(topk) == 2 and "lm/topk_mass" in names(topk[1])
     # attention: layer x head, one frame per step
-    attn = next(s for s in charts if s.get("frames") and s["data"][0]["type"] == "heatmap")
+    attn = next(s for s in section("Attention") if s.get("frames"))
+    assert attn["data"][0]["type"] == "heatmap"
     assert np.asarray(attn["data"][0]["z"]).shape == (4, 4)
     assert len(attn["frames"]) == 41
     # entropy vs reward with the logged law and its ceiling
-    er = next(s for s in charts if any("exp(H)" in (n or "") for n in names(s)))
+    (er,) = section("Entropy vs reward")
+    assert any("exp(H)" in (n or "") for n in names(er))
     assert any("(logged)" in n for n in names(er) if n)
     assert any("0.53" in a["text"] for a in er["layout"]["annotations"])
-    assert "lm/grpo · rl/cov/pos_share" not in by_first  # single run: plain metric names
-    assert any("rl/cov/pos_share" in names(s) for s in charts)
+    (cov,) = section("Covariance")
+    assert "rl/cov/pos_share" in names(cov)  # single run: plain metric names
 
 
 def test_collapse_page_cards_timeline_and_triggering_series(runs_root, monkeypatch):
     at = open_page(runs_root, "collapse", monkeypatch, run=["lm/grpo", "ib/tanh"])
     body = texts(at)
     assert "Token-entropy collapse** &nbsp; :red[✖ critical]" in body
-    assert "Rank collapse** &nbsp; :green[● ok]" in body
+    assert "Rank collapse** &nbsp;" not in body  # no card for an indicator that is quiet
+    (quiet,) = [m.value for m in at.markdown if m.value.startswith(":green[● ok]")]
+    assert "no alerts:" in quiet and "Rank collapse" in quiet
+    assert "Token-entropy collapse" not in quiet
+    # every indicator described (the popover: Cui et al. for the token entropy, which
+    # fired; Zhai et al. for the attention entropy, which did not)
     assert "Cui et al. 2025" in body and "Zhai et al. 2023" in body
     timeline, series = specs(at)
     assert set(names(timeline)) == {"info", "warning", "critical"}
@@ -359,6 +386,9 @@ def test_compare_aligns_runs_by_step(runs_root, monkeypatch):
         df = logged(runs_root, run, "repr/dse", "layers.3")
         np.testing.assert_array_equal(trace["x"], df["step"].to_numpy())
         np.testing.assert_allclose(trace["customdata"], df["value"].to_numpy() / math.log(2))
+    (summary,) = at.table  # last step and value, min, max per run
+    assert list(summary.value.index) == ["ib/tanh", "ib/relu"]
+    assert list(summary.value["points"]) == [len(t["x"]) for t in spec["data"]]
 
 
 # ------------------------------------------------------------------ empty / broken

@@ -131,6 +131,8 @@ def test_every_page_in_chromium(server, browser):
 def test_widget_changes_are_written_to_the_url(server, browser):
     page = _open(browser, f"{server}/compare?run=ib/tanh", "Compare runs")
     try:
+        # the display settings sit in a popover of the sidebar: open it, then toggle
+        page.get_by_text("Display settings", exact=True).click()
         page.get_by_text("log x", exact=True).click()
         page.wait_for_url("**logx=true**", timeout=15_000)
         page.wait_for_function(
@@ -140,6 +142,27 @@ def test_widget_changes_are_written_to_the_url(server, browser):
         )
         page.wait_for_function(RENDERED, timeout=30_000)
         _assert_no_exception(page, "compare after toggle")
+    finally:
+        page.close()
+
+
+def test_language_model_tabs_draw_the_open_section(server, browser):
+    """Only the open tab's charts are drawn; another tab draws its own and names itself in
+    the URL."""
+    page = _open(browser, f"{server}/language-model?run=lm/grpo", "Language model")
+    try:
+        charts = '[data-testid="stPlotlyChart"]'
+        assert page.locator(charts).count() == 2  # token-entropy bands and distribution
+        page.get_by_role("tab", name="Covariance").click()
+        page.wait_for_url("**lm_section=Covariance**", timeout=15_000)
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('.js-plotly-plot')].some(el => el._fullData"
+            " && el._fullData.some(t => t.name === 'rl/cov/pos_share'))",
+            timeout=30_000,
+        )
+        page.wait_for_function(RENDERED, timeout=30_000)
+        assert page.locator(charts).count() == 1
+        _assert_no_exception(page, "language model, Covariance tab")
     finally:
         page.close()
 

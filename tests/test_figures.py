@@ -195,7 +195,11 @@ def test_info_plane_figure_panels_colour_and_animation():
     fig = F.info_plane_figure({"tanh": wide, "relu": wide}, animate=True)
     assert [t.name for t in fig.data] == ["l1", "l0", "l1", "l0"]
     assert fig.data[0].xaxis == "x" and fig.data[2].xaxis == "x2"  # side by side
-    assert fig.data[0].marker.coloraxis == "coloraxis"
+    # one step colour scale on every trace, one colour bar
+    assert {(t.marker.cmin, t.marker.cmax) for t in fig.data} == {
+        (fig.data[0].marker.cmin, fig.data[0].marker.cmax)
+    }
+    assert [bool(t.marker.showscale) for t in fig.data] == [True, False, False, False]
     assert [f.name for f in fig.frames] == ["1", "10", "100"]
     assert len(fig.frames[0].data[0].x) == 1 and len(fig.frames[-1].data[0].x) == 3
 

@@ -1,6 +1,7 @@
-"""Collapse: a status card per indicator, every alert on a timeline and in a table, and the
-alert picked (a card's button, a timeline marker, a table row or the selector) explained:
-the series that fired, its threshold and the step, drawn from the alert's evidence."""
+"""Collapse: a status card per indicator that raised alerts (one line names the others),
+every alert on a timeline and in a table, and the alert picked (a card's button, a timeline
+marker, a table row or the selector) explained: the series that fired, its threshold and
+the step, drawn from the alert's evidence."""
 
 from __future__ import annotations
 
@@ -139,8 +140,9 @@ def explain(al: pd.DataFrame) -> None:
             st.caption(f"{info['text']} _{info['source']}_")
         if ev["rule"]:
             st.markdown(f"Rule: `{ev['rule']}`")
-        st.markdown("Evidence")
-        st.json(a["evidence"] if isinstance(a["evidence"], dict) else {}, expanded=False)
+        # in a popover: the browser draws the JSON viewer only when it is opened
+        with st.popover("Evidence", icon=":material/data_object:"):
+            st.json(a["evidence"] if isinstance(a["evidence"], dict) else {})
 
 
 @st.fragment(run_every=V.run_every(runs))
@@ -149,28 +151,42 @@ def draw() -> None:
     indicators = list(schema.INDICATORS) + sorted(set(al["indicator"]) - set(schema.INDICATORS))
     V.live_caption(runs)
     status = F.indicator_status(al, indicators)
-    cols = st.columns(3)
     cards = {}
-    for i, row in status.iterrows():
+    fired = status[status["status"] != "ok"].reset_index(drop=True)
+    quiet = status[status["status"] == "ok"]
+    cols = st.columns(3)
+    for i, row in fired.iterrows():  # a card per indicator that raised alerts
         info = F.INDICATOR_INFO.get(row["indicator"], {})
         with cols[i % 3].container(border=True):
             st.markdown(f"**{info.get('title', row['indicator'])}** &nbsp; {BADGE[row['status']]}")
-            if row["alerts"]:
-                if pd.isna(row["first_step"]):
-                    where = "info only"
-                elif row["first_step"] == row["last_step"]:
-                    where = f"at step {int(row['first_step'])}"
-                else:
-                    where = f"steps {int(row['first_step'])} – {int(row['last_step'])}"
-                st.caption(f"{row['alerts']} alert(s), {where}. Last: {row['last_message']}")
-                cards[row["indicator"]] = st.button(
-                    "Explain",
-                    key=f"col_card_{row['indicator']}",
-                    icon=":material/query_stats:",
-                    type="tertiary",
-                    help="Show the series that fired, its threshold and the step.",
-                )
+            if pd.isna(row["first_step"]):
+                where = "info only"
+            elif row["first_step"] == row["last_step"]:
+                where = f"at step {int(row['first_step'])}"
+            else:
+                where = f"steps {int(row['first_step'])} – {int(row['last_step'])}"
+            st.caption(f"{row['alerts']} alert(s), {where}. Last: {row['last_message']}")
+            cards[row["indicator"]] = st.button(
+                "Explain",
+                key=f"col_card_{row['indicator']}",
+                icon=":material/query_stats:",
+                type="tertiary",
+                help="Show the series that fired, its threshold and the step.",
+            )
             st.caption(f"{info.get('text', '')} _{info.get('source', '')}_")
+    # the indicators that raised nothing: one line (a card each made the page slow to draw)
+    c1, c2 = st.columns([3, 1], vertical_alignment="center")
+    if not quiet.empty:
+        c1.markdown(
+            f"{BADGE['ok']} &nbsp; no alerts: "
+            + " · ".join(F.INDICATOR_INFO.get(i, {}).get("title", i) for i in quiet["indicator"])
+        )
+    with c2.popover("About the indicators", icon=":material/info:", width="stretch"):
+        for ind in status["indicator"]:
+            info = F.INDICATOR_INFO.get(ind, {})
+            st.markdown(
+                f"**{info.get('title', ind)}** — {info.get('text', '')} _{info.get('source', '')}_"
+            )
 
     st.subheader("Timeline")
     if al.empty:

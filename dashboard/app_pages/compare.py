@@ -94,9 +94,10 @@ def draw() -> None:
                 "points": g.size(),
             }
         )
-        st.dataframe(
-            summary, column_config={"last value": st.column_config.NumberColumn(format="%.6g")}
-        )
+        summary["last value"] = [f"{v:.6g}" for v in summary["last value"]]
+        # a plain table: a few rows, no interaction (the interactive grid costs the browser
+        # a large script on a page's first visit)
+        st.table(summary)
 
 
 draw()

@@ -48,13 +48,11 @@ def rows() -> dict[str, pd.DataFrame]:
 raw = rows()
 steps = sorted({int(s) for df in raw.values() for s in df["step"].unique()})
 layers = list(dict.fromkeys(lay for df in raw.values() for lay in D.with_layer_order(df)))
-picked = st.multiselect(
-    "Layers",
+picked = V.layer_picker(
     layers,
     default=V.evenly_spaced(layers, 10),
     key="ip_layers",
     help="Trajectories drawn (at most 10 evenly spaced layers by default).",
-    **V.URL,
 )
 upto = c2.select_slider(
     "Show steps up to",

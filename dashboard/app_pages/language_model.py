@@ -37,21 +37,17 @@ if not (any(has(m) for m in QUANTILES + TOPK + RL) or has_attn):
     V.stop_until_new_rows(runs)
 
 attn_runs = [r for r in runs if any(m.startswith("attn/entropy/h") for m in names[r.rel])]
-c1, c2, c3 = st.columns(3)
-attn_run = (
-    c1.selectbox("Attention of run", [r.rel for r in attn_runs], key="lm_attn_run", **V.URL)
-    if len(attn_runs) > 1
-    else (attn_runs[0].rel if attn_runs else None)
-)
-attn_norm = c2.toggle(
-    "Normalised attention entropy",
-    False,
-    key="lm_attn_norm",
-    help="Entropy divided by its maximum log(i + 1) for causal rows.",
-    **V.URL,
-)
 h_choices = [m for m in ENTROPY_CHOICES if has(m)] or ENTROPY_CHOICES[:1]
-h_metric = c3.selectbox("Entropy for the reward law", h_choices, key="lm_h", **V.URL)
+#: the page's sections, one tab each; only the open tab's charts are read, built and sent
+#: (whether the selected runs logged what it draws), the first of those opens by default
+SECTIONS = {
+    "Token entropy": any(has(m) for m in QUANTILES),
+    "Top-k": any(has(m) for m in TOPK),
+    "Attention": bool(attn_runs),
+    "Entropy vs reward": has("rl/reward"),
+    "Covariance": has("rl/cov/pos_share") or has("rl/cov/mean"),
+}
+with_data = [name for name, logged in SECTIONS.items() if logged]
 
 
 def whole_model(df: pd.DataFrame) -> pd.DataFrame:
@@ -75,13 +71,8 @@ def tidy(run, metric_list, *, convert=True) -> pd.DataFrame:
     return out
 
 
-@st.fragment(run_every=V.run_every(runs))
-def draw() -> None:
-    V.live_caption(runs)
+def token_entropy() -> None:
     multi = len(runs) > 1
-
-    # ---------------------------------------------------------------- token entropy
-    st.subheader("Token entropy")
     bands, band_rows = {}, []
     for r in runs:
         t = tidy(r, QUANTILES)
@@ -131,8 +122,9 @@ def draw() -> None:
     if not any_hist:
         st.caption("No `lm/token_entropy` histograms logged (`RunWriter.log_distribution`).")
 
-    # ------------------------------------------------------------------------ top-k
-    st.subheader("Top-k indicators")
+
+def top_k() -> None:
+    multi = len(runs) > 1
     topk = pd.concat([tidy(r, TOPK) for r in runs], ignore_index=True)
     if topk.empty:
         st.caption("No `lm/topk_*` metrics logged.")
@@ -166,8 +158,8 @@ def draw() -> None:
                     file_name="topk.csv",
                 )
 
-    # -------------------------------------------------------------------- attention
-    st.subheader("Attention entropy")
+
+def attention(attn_run: str | None, attn_norm: bool) -> None:
     if attn_run is None:
         st.caption("No per-head `attn/entropy/h{H}` metrics logged.")
     else:
@@ -197,8 +189,9 @@ def draw() -> None:
             st.markdown("Mean over heads, layer × step")
             V.chart(fig, mean, key="lm_attn_steps", file_name="attention_entropy_layers.csv")
 
-    # ----------------------------------------------------------- entropy vs reward
-    st.subheader("Entropy vs reward")
+
+def entropy_reward(h_metric: str) -> None:
+    multi = len(runs) > 1
     shown = False
     for r in runs:
         t = tidy(r, [h_metric, "rl/reward", "rl/fit/a", "rl/fit/b"], convert=False)
@@ -232,8 +225,9 @@ def draw() -> None:
             "the reward it predicts once entropy is exhausted (H = 0)."
         )
 
-    # ------------------------------------------------------------ covariance share
-    st.subheader("Entropy–advantage covariance")
+
+def covariance() -> None:
+    multi = len(runs) > 1
     cov = pd.concat([tidy(r, ["rl/cov/pos_share", "rl/cov/mean"]) for r in runs], ignore_index=True)
     if cov.empty:
         st.caption("No `rl/cov/*` metrics logged.")
@@ -250,4 +244,48 @@ def draw() -> None:
         V.chart(fig, cov.drop(columns="series"), key="lm_cov", file_name="covariance.csv")
 
 
-draw()
+@st.fragment(run_every=V.run_every(runs))
+def draw(section: str, **options) -> None:
+    V.live_caption(runs)
+    {
+        "Token entropy": token_entropy,
+        "Top-k": top_k,
+        "Attention": attention,
+        "Entropy vs reward": entropy_reward,
+        "Covariance": covariance,
+    }[section](**options)
+
+
+tabs = st.tabs(
+    list(SECTIONS),
+    default=with_data[0] if with_data else None,
+    key="lm_section",
+    on_change="rerun",
+    bind="query-params",
+)
+for tab, section in zip(tabs, SECTIONS):
+    if not tab.open:
+        continue
+    with tab:
+        options = {}
+        if section == "Attention":
+            c1, c2 = st.columns(2)
+            options["attn_run"] = (
+                c1.selectbox(
+                    "Attention of run", [r.rel for r in attn_runs], key="lm_attn_run", **V.URL
+                )
+                if len(attn_runs) > 1
+                else (attn_runs[0].rel if attn_runs else None)
+            )
+            options["attn_norm"] = c2.toggle(
+                "Normalised attention entropy",
+                False,
+                key="lm_attn_norm",
+                help="Entropy divided by its maximum log(i + 1) for causal rows.",
+                **V.URL,
+            )
+        elif section == "Entropy vs reward":
+            options["h_metric"] = st.selectbox(
+                "Entropy for the reward law", h_choices, key="lm_h", **V.URL
+            )
+        draw(section, **options)

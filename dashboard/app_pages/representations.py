@@ -48,10 +48,12 @@ metric = c1.selectbox(
 )
 view = c2.segmented_control(
     "View",
-    ["Overview", "Small multiples"],
-    default="Overview",
+    ["Lines", "Heatmap", "Small multiples"],
+    default="Lines",
     required=True,
     key="rep_view",
+    help="Lines: the picked layers over steps. Heatmap: every layer × step. Small "
+    "multiples: one panel per picked layer.",
     **V.URL,
 )
 
@@ -83,13 +85,11 @@ layers = list(pd.unique(data["layer"])) if not data.empty else []
 if not layers:
     st.info(f"No per-layer `{metric}` rows in the selected runs.")
     V.stop_until_new_rows(runs)
-picked = st.multiselect(
-    "Layers",
+picked = V.layer_picker(
     layers,
     default=V.evenly_spaced(layers, 8),
     key="rep_layers",
     help="Layers drawn as lines and small multiples (the heatmap shows all).",
-    **V.URL,
 )
 y_title = f"{metric}{F.unit_suffix(metric, S['unit'])}"
 if metric in LABELS:
@@ -105,7 +105,7 @@ def draw() -> None:
     V.live_caption(runs)
     sel = df[df["layer"].isin(picked)]
     multi = len(runs) > 1
-    if view == "Overview":
+    if view == "Lines":
         lines = sel.assign(series=(sel["run"] + " · " + sel["layer"]) if multi else sel["layer"])
         lines["series"] = pd.Categorical(
             lines["series"],
@@ -120,7 +120,7 @@ def draw() -> None:
             y_title=y_title,
         )
         V.chart(fig, sel, key="rep_lines", file_name=f"{metric.replace('/', '_')}_lines.csv")
-        st.subheader("Layer × step")
+    elif view == "Heatmap":
         for r in runs:
             part = df[df["run"] == r.rel]
             if part.empty:

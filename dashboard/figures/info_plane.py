@@ -120,6 +120,17 @@ def info_plane_figure(
     ]
     resolution = 0.01 * max([s for s in spans if np.isfinite(s)] + [1e-9])
     cmin, cmax = step_color(np.array([all_steps.min(), all_steps.max()]))
+    cmax = cmax if cmax > cmin else cmin + 1
+    lo, hi = int(all_steps.min()), int(all_steps.max())
+    decades = [d for d in range(0, int(math.log10(max(hi, 1))) + 2) if lo <= 10**d <= hi * 10]
+    # every trace carries the step colour scale itself (the first one draws the colour
+    # bar): with a shared layout.coloraxis, Plotly's legend reads the first step value as
+    # a colour and warns about it once per trace and redraw
+    colorbar = dict(
+        title="step",
+        tickvals=[math.log10(10**d + 1) for d in decades],
+        ticktext=[f"{10**d:g}" for d in decades],
+    )
     layer_index: dict[str, int] = {}
     traces_meta = []  # (layer, steps, x, y) per trace, for the animation frames
     traces, rows_of, cols_of = [], [], []
@@ -156,7 +167,11 @@ def info_plane_figure(
                     line=dict(color=rgba(series_color(li), 0.55), width=1.5),
                     marker=dict(
                         color=step_color(steps),
-                        coloraxis="coloraxis",
+                        colorscale="Viridis",
+                        cmin=float(cmin),
+                        cmax=float(cmax),
+                        showscale=not traces,
+                        colorbar=colorbar if not traces else None,
                         size=10 if few else 7,
                         line=outline,
                         maxdisplayed=MAX_MARKERS,
@@ -169,18 +184,7 @@ def info_plane_figure(
             cols_of.append(p % cols + 1)
             traces_meta.append((str(layer), steps, xs, ys))
     fig.add_traces(traces, rows=rows_of, cols=cols_of)
-    lo, hi = int(all_steps.min()), int(all_steps.max())
-    decades = [d for d in range(0, int(math.log10(max(hi, 1))) + 2) if lo <= 10**d <= hi * 10]
-    tickvals = [math.log10(10**d + 1) for d in decades]
     fig.update_layout(
-        coloraxis=dict(
-            colorscale="Viridis",
-            cmin=float(cmin),
-            cmax=float(cmax) if cmax > cmin else float(cmin) + 1,
-            colorbar=dict(
-                title="step", tickvals=tickvals, ticktext=[f"{10**d:g}" for d in decades]
-            ),
-        ),
         height=height if rows == 1 else height * 0.8 * rows,
         margin=dict(l=10, r=10, t=50, b=10),
         legend=dict(title="layer", orientation="h", y=-0.12),
