@@ -14,15 +14,16 @@ values side by side (bits) and the speed ratio official / ours, in wall-clock ti
 in CPU time of this process. ``DSMI`` has balanced classes (equal sizes share their
 random subsets, so ours evaluates 4x fewer kernels); ``DSMI-unb`` has class sizes
 proportional to 1, 2, ..., 10 (all different: both evaluate every kernel, so the ratio
-is the per-kernel speed). Then, for ``DSMI-unb``, the eigensolves alone: every kernel of the
-DSMI built first, then only their eigenvalues taken, as dse-dsmi takes them (numpy's
+is the per-kernel speed). Then, for ``DSMI-unb``, the eigensolves alone: every kernel of
+the DSMI built first, then only their eigenvalues taken, as dse-dsmi takes them (numpy's
 ``eigvalsh``, one after another) and as ours does (torch's, on a pool of one-thread
-workers): with exact float64 values neither can go below these times, so dse-dsmi's
-total over our eigensolve time is the highest ratio this machine allows. The cases run interleaved, ``--repeats`` times (default 3, 1
-with ``--quick``), and the medians are printed, with the load average at the start and the
-end. On a shared, oversubscribed machine multi-threaded BLAS/LAPACK wait for
-their busy threads and wall times swing 10x; ``--threads 1`` (both libraries) and the
-CPU-time ratio are then the stable comparison.
+workers): with exact float64 values neither can go below these times, so dse-dsmi's total
+over our eigensolve time is the highest ratio this machine allows. Each timed call follows
+a 0.2 s pause (the BLAS threads of the call before stop spinning). The cases run
+interleaved, ``--repeats`` times (default 3, 1 with ``--quick``), and the medians are
+printed, with the load average at the start and the end. On a shared, oversubscribed
+machine multi-threaded BLAS/LAPACK wait for their busy threads and wall times swing 10x;
+``--threads 1`` (both libraries) and the CPU-time ratio are then the stable comparison.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ from diagnostics.estimators import (  # noqa: E402
     diffusion_spectral_mutual_information,
 )
 
+SETTLE = 0.2  # seconds of pause before each timed call
+
 
 def blobs(n: int, d: int, k: int = 10, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
@@ -63,7 +66,9 @@ def unbalanced(n: int, d: int, k: int = 10, seed: int = 0) -> tuple[np.ndarray, 
 
 
 def timed(fn, *args, **kwargs) -> tuple[float, float, float]:
-    """(wall seconds, CPU seconds of this process, value) of one call."""
+    """(wall seconds, CPU seconds of this process, value) of one call, after a pause: BLAS
+    threads keep spinning for a while after a call and would slow whatever runs next."""
+    time.sleep(SETTLE)
     t0, c0 = time.perf_counter(), time.process_time()
     out = fn(*args, **kwargs)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
@@ -135,10 +140,12 @@ def eigen_floor(n: int, dim: int, repeats: int) -> tuple[float, float]:
 
     numpy_s, torch_s = [], []
     for _ in range(repeats):
+        time.sleep(SETTLE)
         t0 = time.perf_counter()
         for a in arrays:
             np.linalg.eigvalsh(a)
         numpy_s.append(time.perf_counter() - t0)
+        time.sleep(SETTLE)
         t0 = time.perf_counter()
         pooled()
         torch_s.append(time.perf_counter() - t0)
