@@ -128,20 +128,27 @@ def test_every_page_in_chromium(server, browser):
         page.close()
 
 
+def _redrawn(page, url_glob: str, condition: str, what: str) -> None:
+    """After a click: the URL says so, the chart shows it, the page is drawn, no exception."""
+    page.wait_for_url(url_glob, timeout=15_000)
+    page.wait_for_function(condition, timeout=30_000)
+    page.wait_for_function(RENDERED, timeout=30_000)
+    _assert_no_exception(page, what)
+
+
 def test_widget_changes_are_written_to_the_url(server, browser):
     page = _open(browser, f"{server}/compare?run=ib/tanh", "Compare runs")
     try:
         # the display settings sit in a popover of the sidebar: open it, then toggle
         page.get_by_text("Display settings", exact=True).click()
         page.get_by_text("log x", exact=True).click()
-        page.wait_for_url("**logx=true**", timeout=15_000)
-        page.wait_for_function(
+        _redrawn(
+            page,
+            "**logx=true**",
             '() => { const el = document.querySelector(\'[data-testid="stPlotlyChart"] '
             ".js-plotly-plot'); return el && el.layout.xaxis.type === 'log'; }",
-            timeout=30_000,
+            "compare after toggle",
         )
-        page.wait_for_function(RENDERED, timeout=30_000)
-        _assert_no_exception(page, "compare after toggle")
     finally:
         page.close()
 
@@ -154,15 +161,14 @@ def test_language_model_tabs_draw_the_open_section(server, browser):
         charts = '[data-testid="stPlotlyChart"]'
         assert page.locator(charts).count() == 2  # token-entropy bands and distribution
         page.get_by_role("tab", name="Covariance").click()
-        page.wait_for_url("**lm_section=Covariance**", timeout=15_000)
-        page.wait_for_function(
+        _redrawn(
+            page,
+            "**lm_section=Covariance**",
             "() => [...document.querySelectorAll('.js-plotly-plot')].some(el => el._fullData"
             " && el._fullData.some(t => t.name === 'rl/cov/pos_share'))",
-            timeout=30_000,
+            "language model, Covariance tab",
         )
-        page.wait_for_function(RENDERED, timeout=30_000)
         assert page.locator(charts).count() == 1
-        _assert_no_exception(page, "language model, Covariance tab")
     finally:
         page.close()
 
