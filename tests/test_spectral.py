@@ -211,6 +211,38 @@ def test_dse_of_many_sets_equals_one_set_at_a_time(monkeypatch):
         torch.set_num_threads(before)
 
 
+def test_pooled_workers_hold_no_more_kernel_entries_than_the_serial_path(monkeypatch):
+    # each of W workers builds at most _CHUNK_ENTRIES / W kernel entries at once; larger
+    # sets go one at a time in this thread (all threads)
+    import threading
+
+    from diagnostics.estimators import diffusion
+
+    built: list[tuple[str, int]] = []
+    kernel = diffusion._normalized_kernel
+
+    def spy(z, sigma, dtype):
+        built.append((threading.current_thread().name, z.shape[0] * z.shape[1] ** 2))
+        return kernel(z, sigma, dtype)
+
+    monkeypatch.setattr(diffusion, "_normalized_kernel", spy)
+    monkeypatch.setattr(diffusion, "_CHUNK_ENTRIES", 60 * 60 * 2)  # share: 3600 per worker
+    rng = np.random.default_rng(10)
+    z = torch.from_numpy(rng.normal(size=(200, 4)))
+    sets = [torch.from_numpy(rng.choice(200, n, replace=False)) for n in (20,) * 6 + (50, 50, 70)]
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        got = diffusion._diffusion_entropies_sets(z, sets, 1.5, 1.0, torch.float64).tolist()
+    finally:
+        torch.set_num_threads(before)
+    pooled = [e for name, e in built if name.startswith("infoscope-dse")]
+    here = [e for name, e in built if not name.startswith("infoscope-dse")]
+    assert pooled and max(pooled) <= 3600 and here == [70 * 70]  # 70 * 70 > 3600: in here
+    one = [float(diffusion_spectral_entropy(z[s], sigma=1.5)) for s in sets]
+    assert got == pytest.approx(one, abs=1e-12)
+
+
 def _dsmi_in_child(x, labels, q):
     torch.set_num_threads(2)
     q.put(float(diffusion_spectral_mutual_information(x, labels, base=2)))

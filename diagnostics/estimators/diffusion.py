@@ -174,11 +174,18 @@ def _diffusion_entropies_numpy(z: torch.Tensor, sigma, t: float, dtype: torch.dt
 
 
 def _diffusion_entropies(
-    z: torch.Tensor, sigma, t: float, dtype: torch.dtype, *, numpy_ok: bool = True
+    z: torch.Tensor,
+    sigma,
+    t: float,
+    dtype: torch.dtype,
+    *,
+    numpy_ok: bool = True,
+    chunk_entries: int | None = None,
 ) -> torch.Tensor:
     """Exact DSE (nats) of each point set in ``z`` of shape ``(b, n, d)``; returns ``(b,)``.
     ``numpy_ok=False``: torch's eigensolver even where numpy's is faster (``_NUMPY_N``),
-    for threads that must not hold the GIL."""
+    for threads that must not hold the GIL. ``chunk_entries``: kernel entries built at once
+    (default ``_CHUNK_ENTRIES``; at least one kernel)."""
     if (
         numpy_ok
         and z.device.type == "cpu"
@@ -187,7 +194,7 @@ def _diffusion_entropies(
     ):
         return _diffusion_entropies_numpy(z, sigma, t, dtype)
     b, n = z.shape[0], z.shape[1]
-    chunk = max(1, _CHUNK_ENTRIES // (n * n))
+    chunk = max(1, (chunk_entries or _CHUNK_ENTRIES) // (n * n))
     out = []
     for start in range(0, b, chunk):
         k = _normalized_kernel(z[start : start + chunk], sigma, dtype)
@@ -240,24 +247,26 @@ def _diffusion_entropies_sets(
     The sets of one size go through one batched eigensolve (:func:`_diffusion_entropies`).
     On a multi-core CPU those batches are split into ``workers`` parts and the parts run
     on a pool of threads, the costliest first (:func:`_parallel_plan`); sets whose kernel
-    is larger than ``_CHUNK_ENTRIES`` entries still go one at a time, with every thread, so
-    that the memory peak stays that of one kernel per thread.
+    is larger than the workers' share of ``_CHUNK_ENTRIES`` entries still go one at a
+    time, with every thread, so that all workers together hold no more kernel entries than
+    the serial path does (2**24 float64 entries, 128 MiB, plus the eigensolvers' copies).
     """
     out = torch.empty(len(sets), dtype=torch.float64, device=z.device)
     groups: dict[int, list[int]] = {}
     for i, rows in enumerate(sets):
         groups.setdefault(int(rows.numel()), []).append(i)
-    n_small = sum(len(m) for n, m in groups.items() if n * n <= _CHUNK_ENTRIES)
+    share = _CHUNK_ENTRIES // max(1, min(torch.get_num_threads(), len(sets)))  # per worker
+    n_small = sum(len(m) for n, m in groups.items() if n * n <= share)
     workers, per_worker = _parallel_plan(z.device, n_small)
 
-    def run(members: list[int], numpy_ok: bool = True) -> None:
+    def run(members: list[int], numpy_ok: bool = True, chunk: int | None = None) -> None:
         idx = torch.stack([sets[i] for i in members])
-        h = _diffusion_entropies(z[idx], sigma, t, dtype, numpy_ok=numpy_ok)
+        h = _diffusion_entropies(z[idx], sigma, t, dtype, numpy_ok=numpy_ok, chunk_entries=chunk)
         out[torch.tensor(members, device=z.device)] = h
 
     parts: list[tuple[int, list[int]]] = []  # (cost, members) for the pool
     for n, members in groups.items():
-        if workers == 1 or n * n > _CHUNK_ENTRIES:
+        if workers == 1 or n * n > share:
             run(members)
             continue
         k = min(workers, len(members))
@@ -268,7 +277,7 @@ def _diffusion_entropies_sets(
 
         def job(part: tuple[int, list[int]]) -> None:
             torch.set_num_threads(per_worker)  # per thread (OpenMP); MKL's is process-wide
-            run(part[1], numpy_ok=False)  # numpy's eigensolver holds the GIL: torch's
+            run(part[1], numpy_ok=False, chunk=share)  # numpy's holds the GIL: torch's
 
         try:
             list(_pool(workers).map(job, parts))
