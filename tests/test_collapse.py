@@ -40,6 +40,31 @@ def test_every_indicator_has_a_detector_and_one_alert_type():
         Alert(step=1, indicator="nope", severity="info", message="x")
 
 
+def test_a_detector_that_judges_a_steps_rows_together_sees_one_row_steps_too(monkeypatch):
+    # one-row steps (the per-step loss) skip observe_step only for detectors that take rows
+    # one by one; a new detector overriding observe_step gets every step through it
+    from diagnostics.detectors import base, online
+
+    seen = []
+
+    class Together(base.Detector):
+        indicator = "loss_divergence"
+        summary = "test"
+
+        def watches(self, metric):
+            return metric == "train/loss"
+
+        def observe_step(self, step, rows):
+            seen.append((step, len(rows)))
+            return []
+
+    monkeypatch.setitem(online.DETECTORS, "loss_divergence", Together)
+    det = CollapseDetector(indicators=["loss_divergence", "rank_collapse", "compression_onset"])
+    det.feed(series("train/loss", [2.3, 2.2, 2.1], layer=None))
+    assert seen == [(0, 1), (1, 1), (2, 1)]
+    assert [base.takes_rows_one_by_one(d) for d in det.detectors] == [False, True, False]
+
+
 # ------------------------------------------------------------------ rank collapse
 
 

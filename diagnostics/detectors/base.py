@@ -257,9 +257,9 @@ class Detector:
     indicator: ClassVar[str] = ""
     summary: ClassVar[str] = ""
     #: whether :meth:`observe_step` takes the rows one at a time (in whatever order), so
-    #: that a step of one row may go straight to :meth:`observe` (the per-step loss);
-    #: False for a detector that judges a step's rows together
-    per_row: ClassVar[bool] = True
+    #: that a step of one row may go straight to :meth:`observe` (the per-step loss). None:
+    #: True unless the class overrides :meth:`observe_step` (see :func:`takes_rows_one_by_one`)
+    per_row: ClassVar[bool | None] = None
 
     def __init__(self, settings: Any, context: Context | None = None) -> None:
         self.s = settings
@@ -294,3 +294,11 @@ class Detector:
     def settings_of(self, names: Iterable[str]) -> dict[str, Any]:
         """The named settings, for an alert's evidence."""
         return {n: getattr(self.s, n) for n in names}
+
+
+def takes_rows_one_by_one(detector: Detector) -> bool:
+    """Whether a step of one row may skip ``detector.observe_step`` (its ``per_row``, or
+    when unset, whether it keeps the base class's row-by-row ``observe_step``)."""
+    if detector.per_row is not None:
+        return detector.per_row
+    return type(detector).observe_step is Detector.observe_step

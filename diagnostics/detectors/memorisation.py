@@ -131,6 +131,8 @@ class Memorisation(Detector):
             )
         ]
 
+    per_row = True  # observe_step only puts the loss first
+
     def observe_step(self, step, rows):
         # the loss of this step counts before the DSMI recorded at the same step
         rows = sorted(rows, key=lambda r: r[0] != self.s.loss_metric)

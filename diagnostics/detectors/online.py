@@ -8,7 +8,7 @@ from dataclasses import asdict
 from typing import Any
 
 from diagnostics.detectors.attention import AttentionCollapse, EntropicOverload
-from diagnostics.detectors.base import Alert, Context, Detector
+from diagnostics.detectors.base import Alert, Context, Detector, takes_rows_one_by_one
 from diagnostics.detectors.compression import CompressionOnset
 from diagnostics.detectors.divergence import LossDivergence
 from diagnostics.detectors.lm import OverOptimisation, PositiveCovariance, TokenEntropyCollapse
@@ -82,6 +82,7 @@ class CollapseDetector:
                     f"indicators: expected names among {', '.join(DETECTORS)}, got {n!r}"
                 )
         self.detectors = [DETECTORS[n](self.settings, self.context) for n in names]
+        self._per_row = [takes_rows_one_by_one(d) for d in self.detectors]
         # metric -> the detectors that read it, as (position, detector) in detector order
         self._routes: dict[str, tuple[tuple[int, Detector], ...]] = {}
 
@@ -108,10 +109,10 @@ class CollapseDetector:
             out: list[Alert] = []
             if route:
                 step, value = int(step), float(value)
-                for _, det in route:
+                for i, det in route:
                     got = (
                         det.observe(step, metric, layer, value)
-                        if det.per_row
+                        if self._per_row[i]
                         else det.observe_step(step, [(metric, layer, value)])
                     )
                     if got:

@@ -59,6 +59,8 @@ class _FallFromReference(Detector):
     def watches(self, metric: str) -> bool:
         return metric == self.s.loss_metric or self._watches(metric)
 
+    per_row = True  # observe_step only puts the loss first
+
     def observe_step(self, step, rows):
         rows = sorted(rows, key=lambda r: r[0] != self.s.loss_metric)  # the loss first
         return super().observe_step(step, rows)
@@ -298,6 +300,8 @@ class Saturation(Detector):
             and ref > 0
             and now <= self.s.saturation_learned_loss * ref
         )
+
+    per_row = True  # observe_step only puts the loss first
 
     def observe_step(self, step, rows):
         rows = sorted(rows, key=lambda r: r[0] != self.s.loss_metric)  # the loss first
