@@ -79,6 +79,9 @@ def main() -> None:
     live.close()
     (out / f"rank{rank}.json").write_text(json.dumps(info))
     if distributed:
+        # both ranks tear gloo down together: a rank that destroyed its group while the
+        # other still wrote its run log aborted now and then at exit (SIGABRT, ~1 in 10)
+        dist.barrier()
         dist.destroy_process_group()
 
 
