@@ -48,6 +48,7 @@ SECTIONS = {
     "Covariance": has("rl/cov/pos_share") or has("rl/cov/mean"),
 }
 with_data = [name for name, logged in SECTIONS.items() if logged]
+multi = len(runs) > 1  # several runs: series are named by run
 
 
 def whole_model(df: pd.DataFrame) -> pd.DataFrame:
@@ -72,7 +73,6 @@ def tidy(run, metric_list, *, convert=True) -> pd.DataFrame:
 
 
 def token_entropy() -> None:
-    multi = len(runs) > 1
     bands, band_rows = {}, []
     for r in runs:
         t = tidy(r, QUANTILES)
@@ -124,7 +124,6 @@ def token_entropy() -> None:
 
 
 def top_k() -> None:
-    multi = len(runs) > 1
     topk = pd.concat([tidy(r, TOPK) for r in runs], ignore_index=True)
     if topk.empty:
         st.caption("No `lm/topk_*` metrics logged.")
@@ -191,7 +190,6 @@ def attention(attn_run: str | None, attn_norm: bool) -> None:
 
 
 def entropy_reward(h_metric: str) -> None:
-    multi = len(runs) > 1
     shown = False
     for r in runs:
         t = tidy(r, [h_metric, "rl/reward", "rl/fit/a", "rl/fit/b"], convert=False)
@@ -227,7 +225,6 @@ def entropy_reward(h_metric: str) -> None:
 
 
 def covariance() -> None:
-    multi = len(runs) > 1
     cov = pd.concat([tidy(r, ["rl/cov/pos_share", "rl/cov/mean"]) for r in runs], ignore_index=True)
     if cov.empty:
         st.caption("No `rl/cov/*` metrics logged.")

@@ -57,8 +57,6 @@ class _AttentionDetector(Detector):
         n = max(1, math.ceil(fraction * len(order)))
         return order[-n:] if self.deep else order[:n]
 
-    per_row = False  # the step's rows are judged together
-
     def observe_step(self, step, rows):
         m = self.s.attention_metric
         touched = set()

@@ -42,8 +42,6 @@ class CompressionOnset(Detector):
         p = self.s.info_plane_prefix
         return metric.startswith(p) and (metric.endswith("/I_XT") or metric.endswith("/I_TY"))
 
-    per_row = False  # the step's rows are judged together
-
     def observe_step(self, step, rows):
         pairs: dict[tuple[str, str | None], dict[str, float]] = {}
         for metric, layer, value in rows:

@@ -66,8 +66,6 @@ class _WholeModel(Detector):
             s = self.state[metric] = SmoothedSeries(self.s)
         return s
 
-    per_row = False  # the step's rows are judged together
-
     def observe_step(self, step, rows):
         values = {m: v for m, layer, v in rows if layer is None and finite(v)}
         return self.judge(step, values) if values else []
