@@ -1,8 +1,10 @@
 """The infoscope dashboard's Streamlit entry point: page set-up, the shared sidebar and the
 navigation between the pages in ``dashboard/app_pages/``.
 
-Run this file (``infoscope dashboard [ROOT]`` does: ``streamlit run .../dashboard/app.py --
---root ROOT``), or the checkout's top-level ``app.py``, which calls :func:`main`. Reads run
+Each session runs this file: ``infoscope dashboard [ROOT]`` serves it through
+:mod:`dashboard.asgi` (``streamlit run .../dashboard/asgi.py -- --root ROOT``); ``streamlit
+run`` on this file or on the checkout's top-level ``app.py`` (which calls :func:`main`)
+works too. Reads run
 logs below its root folder only (``--root``, else ``$INFOSCOPE_ROOT``, else ``./runs`` or
 the sample runs) and never imports torch. Every view setting is bound to the URL, so a
 view can be shared by copying the address.

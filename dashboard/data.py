@@ -179,7 +179,7 @@ SUMMARIES = TailCache(1024)
 _NAMES_TAIL_ROWS = 20_000
 
 
-def _ident(run: Run) -> tuple[str, object]:
+def ident(run: Run) -> tuple[str, object]:
     """What names a run in the caches: its path and creation time (a run rewritten at
     the same path is a new run)."""
     return str(run.path), (run.meta or {}).get("created")
@@ -205,7 +205,7 @@ def scalars(run: Run, metrics: list[str] | None) -> pd.DataFrame:
             new = reader.scalars(metrics=names, after_id=seen)
             return _concat(df, new), _last_id(new, last)
 
-        return FRAMES.get((*_ident(run), names), last=last, full=full, tail=tail)
+        return FRAMES.get((*ident(run), names), last=last, full=full, tail=tail)
 
 
 def distributions(run: Run, metric: str) -> pd.DataFrame:
@@ -222,7 +222,7 @@ def distributions(run: Run, metric: str) -> pd.DataFrame:
                 return df, seen
             return pd.concat([df, new], ignore_index=True), _last_id(new, seen)
 
-        return DISTS.get((*_ident(run), metric), last=None, full=full, tail=tail)
+        return DISTS.get((*ident(run), metric), last=None, full=full, tail=tail)
 
 
 def alerts(run: Run) -> pd.DataFrame:
@@ -239,7 +239,7 @@ def alerts(run: Run) -> pd.DataFrame:
                 return df, seen
             return pd.concat([df, new], ignore_index=True), _last_id(new, seen)
 
-        return ALERTS.get(_ident(run), last=None, full=full, tail=tail)
+        return ALERTS.get(ident(run), last=None, full=full, tail=tail)
 
 
 def events(run: Run) -> pd.DataFrame:
@@ -260,7 +260,7 @@ def metric_names(run: Run) -> list[str]:
     with open_run(run.path) as reader:
         last = reader.last_id()
         names = NAMES.get(
-            _ident(run),
+            ident(run),
             last=last,
             full=lambda: (frozenset(reader.metrics()), last),
             tail=lambda names, seen: _names_tail(reader, names, seen, last),

@@ -16,8 +16,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-#: the Streamlit script of the dashboard (run as a file, so it works from an installed wheel)
-APP = Path(__file__).resolve().with_name("app.py")
+#: what ``streamlit run`` starts for the dashboard (run as a file, so it works from an
+#: installed wheel): :mod:`dashboard.asgi`, Streamlit's server running ``app.py``
+APP = Path(__file__).resolve().with_name("asgi.py")
 #: the folder that holds this ``dashboard`` package (and, in a checkout, ``diagnostics``)
 PACKAGE_PARENT = APP.parent.parent
 #: the recorded runs shipped with the package (``infoscope demo`` opens them)

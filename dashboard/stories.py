@@ -90,23 +90,42 @@ def _with(runs: list[D.Run], has: Callable[[set[str]], bool], k: int = 2) -> lis
 def _info_plane(base: Path, runs: list[D.Run]) -> list[D.Run]:
     """The two runs whose information-plane trajectories visit the most distinct
     positions (a run whose layers sit still makes no point), among the first
-    :data:`MAX_PLANES` runs with one."""
-    scored = []
+    :data:`MAX_PLANES` runs with one. With two such runs or fewer there is nothing to
+    compare: they are the pick, without reading their trajectories."""
+    planes = []
     for r in runs:
-        if len(scored) == MAX_PLANES:
+        if len(planes) == MAX_PLANES:
             break
         names = set(D.metric_names(r))
         ests = [m.split("/")[1] for m in names if m.startswith("info_plane/") and "/I_XT" in m]
-        ests = [e for e in ests if f"info_plane/{e}/I_TY" in names]
-        if not ests:
-            continue
-        df = D.scalars(r, [f"info_plane/{ests[0]}/I_XT", f"info_plane/{ests[0]}/I_TY"])
+        ests = sorted(e for e in ests if f"info_plane/{e}/I_TY" in names)
+        if ests:
+            planes.append((r, ests[0]))
+    if len(planes) <= 2:
+        return [r for r, _ in planes]
+    scored = [(_positions(r, est), r) for r, est in planes]
+    scored.sort(key=lambda t: -t[0])  # stable: ties keep listing order
+    return [r for _, r in scored[:2]]
+
+
+#: (run ident, last row id, estimator) -> distinct positions; shared by every session
+_POSITIONS: dict[tuple, int] = {}
+
+
+def _positions(run: D.Run, est: str) -> int:
+    """Distinct positions (rounded to 0.01) the layers of ``run`` visit in its ``est``
+    information plane; kept per run, row count and estimator (a run that grows is read
+    again)."""
+    key = (D.ident(run), run.last_id, est)
+    if key not in _POSITIONS:
+        df = D.scalars(run, [f"info_plane/{est}/I_XT", f"info_plane/{est}/I_TY"])
         wide = df.pivot_table(
             index=["layer", "step"], columns="metric", values="value", observed=True
         ).dropna()
-        scored.append((len(np.unique(np.round(wide.to_numpy(), 2), axis=0)), r))
-    scored.sort(key=lambda t: -t[0])  # stable: ties keep listing order
-    return [r for _, r in scored[:2]]
+        if len(_POSITIONS) >= 8 * MAX_PLANES:
+            _POSITIONS.clear()
+        _POSITIONS[key] = len(np.unique(np.round(wide.to_numpy(), 2), axis=0))
+    return _POSITIONS[key]
 
 
 def _language_model(base: Path, runs: list[D.Run]) -> list[D.Run]:

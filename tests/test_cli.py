@@ -107,7 +107,7 @@ def test_dashboard_binds_to_localhost_by_default(runs):
     cmd = out.stdout.split()
     assert cmd[cmd.index("--server.address") + 1] == "127.0.0.1"
     assert cmd[cmd.index("--root") + 1] == str(runs.resolve())
-    assert cmd[cmd.index("run") + 1].endswith("app.py")
+    assert cmd[cmd.index("run") + 1].endswith("dashboard/asgi.py")
     out = infoscope("dashboard", str(runs), "--dry-run", "--host", "0.0.0.0", "--port", "9999")
     cmd = out.stdout.split()
     assert cmd[cmd.index("--server.address") + 1] == "0.0.0.0"
@@ -137,7 +137,7 @@ def test_demo_opens_the_shipped_sample_runs_from_any_folder(tmp_path):
     out = infoscope("demo", "--dry-run", "--port", "8765", cwd=tmp_path)
     assert _root_of(out) == str(SAMPLE_RUNS)
     cmd = out.stdout.split()
-    assert cmd[cmd.index("run") + 1] == str(ROOT / "dashboard" / "app.py")
+    assert cmd[cmd.index("run") + 1] == str(ROOT / "dashboard" / "asgi.py")
     assert cmd[cmd.index("--server.address") + 1] == "127.0.0.1"
     assert cmd[cmd.index("--server.port") + 1] == "8765"
     runs = {p.parent.name for p in SAMPLE_RUNS.glob("*/run.sqlite")}

@@ -1,5 +1,5 @@
 """The dashboard in a real browser: the package's app served by :func:`dashboard.serve.serve`
-(``streamlit run dashboard/app.py``, as ``infoscope dashboard`` runs it) driven by headless
+(``streamlit run dashboard/asgi.py``, as ``infoscope dashboard`` runs it) driven by headless
 Chromium.
 
 Skipped when Debian's ``/usr/bin/chromium`` is missing, unless ``INFOSCOPE_REQUIRE_BROWSER=1``
@@ -124,6 +124,26 @@ def test_every_page_in_chromium(server, browser):
             assert "bad" in body and "not an infoscope run" in body, path  # per-run message
             assert "ib/tanh" in body, path  # the selection survived the page switch
             page.screenshot(path=str(ARTIFACTS / f"dashboard_{path or 'runs'}.png"))
+    finally:
+        page.close()
+
+
+def test_a_page_url_connects_to_the_server_at_the_root(server, browser):
+    """Opened on its own URL, a page asks the server at the root only (the frontend's
+    first guess below the page's path costs a 404 and a 100 ms wait), shows that page,
+    and the navigation from it still writes each page's URL."""
+    page = browser.new_page()
+    asked = []
+    page.on("request", lambda r: asked.append(r.url) if "/_stcore/" in r.url else None)
+    try:
+        page.goto(f"{server}/collapse?run=ib/tanh")
+        _wait(page, "Collapse indicators")
+        assert asked and all(u.startswith(f"{server}/_stcore/") for u in asked), asked
+        _assert_no_exception(page, "collapse")
+        page.locator('[data-testid="stSidebarNav"] a').filter(has_text="Compare").first.click()
+        _wait(page, "Compare runs")
+        assert page.evaluate("location.pathname") == "/compare"
+        assert page.evaluate("location.search") == "?run=ib%2Ftanh", page.url
     finally:
         page.close()
 

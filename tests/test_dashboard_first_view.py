@@ -46,6 +46,18 @@ def test_each_page_opens_on_the_runs_that_show_its_point(runs_root, monkeypatch,
         assert specs(at), f"{page}: no chart"
 
 
+def test_two_information_planes_are_the_pick_without_reading_them(runs_root, monkeypatch):
+    # ib/relu and ib/tanh are the only runs with an information plane: nothing to rank
+    from dashboard import stories
+
+    def unread(run, est):
+        raise AssertionError(f"{run.rel}: trajectories read to rank two runs")
+
+    monkeypatch.setattr(stories, "_positions", unread)
+    at = open_page(runs_root, "information-plane", monkeypatch)
+    assert at.multiselect(key="run").value == FIRST_VIEW["information-plane"]
+
+
 def test_walking_the_pages_follows_each_page_until_the_reader_picks(runs_root, monkeypatch):
     at = open_page(runs_root, "runs", monkeypatch)
     for page in ("language-model", "information-plane", "collapse"):
