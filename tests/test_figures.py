@@ -204,6 +204,28 @@ def test_info_plane_figure_panels_colour_and_animation():
     assert len(fig.frames[0].data[0].x) == 1 and len(fig.frames[-1].data[0].x) == 3
 
 
+def test_info_plane_figure_passes_plotly_validation():
+    # the figure is assembled from plain dicts without Plotly's validation (it is rebuilt
+    # at every live refresh): a misspelt property would reach the browser unnoticed
+    import plotly.graph_objects as go
+
+    wide = F.info_plane_frame(_scalar_rows(), "ksg")
+    panels = {f"run{i}": wide for i in range(4)}  # a 2 x 3 grid
+    fig = F.info_plane_figure(panels, animate=True)
+    onsets = {
+        "run3": pd.DataFrame(
+            {"layer": ["l0"], "step": [10], "I_XT": [1.0], "I_TY": [0.5], "message": ["m"]}
+        )
+    }
+    F.add_onset_markers(fig, onsets, panels, unit="bits")
+    spec = fig.to_dict()
+    checked = go.Figure(spec)  # raises on an unknown property or a bad value
+    assert len(checked.data) == len(spec["data"]) == 9
+    assert [t.xaxis for t in checked.data][-3:] == ["x4", "x4", "x4"]  # the fourth panel
+    assert checked.layout.xaxis4.title.text == "I(X;T) (bits)"
+    assert [a.text for a in checked.layout.annotations] == list(panels)  # panel titles
+
+
 def test_info_plane_trajectory_with_few_positions_is_drawn_as_points():
     from dashboard.figures.info_plane import FEW_POSITIONS, distinct_positions
 

@@ -3,6 +3,8 @@ to a side-by-side (one panel per run) figure with an optional growth animation."
 
 from __future__ import annotations
 
+import functools
+import json
 import math
 from collections.abc import Iterable, Mapping
 
@@ -102,15 +104,6 @@ def info_plane_figure(
     n = len(panels)
     cols = min(n, 3)
     rows = -(-n // cols)
-    fig = make_subplots(
-        rows=rows,
-        cols=cols,
-        subplot_titles=list(panels),
-        shared_xaxes="all",
-        shared_yaxes="all",
-        horizontal_spacing=0.04,
-        vertical_spacing=0.12,
-    )
     all_steps = np.concatenate([v["step"].to_numpy() for v in panels.values() if not v.empty])
     spans = [
         np.nanmax(v[c].to_numpy(dtype=np.float64)) - np.nanmin(v[c].to_numpy(dtype=np.float64))
@@ -127,16 +120,17 @@ def info_plane_figure(
     # bar): with a shared layout.coloraxis, Plotly's legend reads the first step value as
     # a colour and warns about it once per trace and redraw
     colorbar = dict(
-        title="step",
+        title=dict(text="step"),
         tickvals=[math.log10(10**d + 1) for d in decades],
         ticktext=[f"{10**d:g}" for d in decades],
     )
     layer_index: dict[str, int] = {}
     traces_meta = []  # (layer, steps, x, y) per trace, for the animation frames
-    traces, rows_of, cols_of = [], [], []
+    traces = []  # plain dicts: the figure is assembled once, without Plotly's validation
     for p, (title, df) in enumerate(panels.items()):
         if df.empty:
             continue
+        xaxis, yaxis = _panel_axes(p)
         order = series_order(df["layer"])
         codes = pd.Categorical(df["layer"].astype(object), categories=order).codes
         sort = np.lexsort((df["step"].to_numpy(), codes))
@@ -155,46 +149,77 @@ def info_plane_figure(
             li = layer_index.setdefault(str(layer), len(layer_index))
             few = distinct_positions(xs, ys, resolution=resolution) < FEW_POSITIONS
             outline = dict(color=series_color(li), width=2) if few else dict(width=0)
+            marker = dict(
+                color=step_color(steps),
+                colorscale="Viridis",
+                cmin=float(cmin),
+                cmax=float(cmax),
+                showscale=not traces,
+                size=10 if few else 7,
+                line=outline,
+                maxdisplayed=MAX_MARKERS,
+            )
+            if not traces:
+                marker["colorbar"] = colorbar
             traces.append(
-                go.Scatter(
+                dict(
+                    type="scatter",
                     x=xs,
                     y=ys,
+                    xaxis=xaxis,
+                    yaxis=yaxis,
                     customdata=steps,
                     mode="markers" if few else "lines+markers",
                     name=str(layer),
                     legendgroup=str(layer),
                     showlegend=new_layer,
                     line=dict(color=rgba(series_color(li), 0.55), width=1.5),
-                    marker=dict(
-                        color=step_color(steps),
-                        colorscale="Viridis",
-                        cmin=float(cmin),
-                        cmax=float(cmax),
-                        showscale=not traces,
-                        colorbar=colorbar if not traces else None,
-                        size=10 if few else 7,
-                        line=outline,
-                        maxdisplayed=MAX_MARKERS,
-                    ),
+                    marker=marker,
                     hovertemplate=f"<b>{title}</b> · {layer}<br>step %{{customdata}}"
                     f"<br>I(X;T) %{{x:.6g}} {unit}<br>I(T;Y) %{{y:.6g}} {unit}<extra></extra>",
                 )
             )
-            rows_of.append(p // cols + 1)
-            cols_of.append(p % cols + 1)
             traces_meta.append((str(layer), steps, xs, ys))
-    fig.add_traces(traces, rows=rows_of, cols=cols_of)
-    fig.update_layout(
+    layout = _grid_layout(rows, cols, tuple(panels))
+    for key, axis in layout.items():
+        if key.startswith(("xaxis", "yaxis")):
+            axis["title"] = dict(text=f"I({'X;T' if key[0] == 'x' else 'T;Y'}) ({unit})")
+    layout.update(
         height=height if rows == 1 else height * 0.8 * rows,
         margin=dict(l=10, r=10, t=50, b=10),
-        legend=dict(title="layer", orientation="h", y=-0.12),
+        legend=dict(title=dict(text="layer"), orientation="h", y=-0.12),
         hovermode="closest",
     )
-    fig.update_xaxes(title=f"I(X;T) ({unit})")
-    fig.update_yaxes(title=f"I(T;Y) ({unit})")
+    fig = go.Figure(dict(data=traces, layout=layout), _validate=False)
     if animate and traces_meta:
         _add_growth_frames(fig, traces_meta, np.unique(all_steps), max_frames)
     return fig
+
+
+def _panel_axes(p: int) -> tuple[str, str]:
+    """The axes of panel ``p`` (0-based, row-major) of :func:`_grid_layout`'s grid."""
+    return ("x", "y") if p == 0 else (f"x{p + 1}", f"y{p + 1}")
+
+
+@functools.cache
+def _grid_layout_dict(rows: int, cols: int, titles: tuple[str, ...]) -> str:
+    fig = make_subplots(
+        rows=rows,
+        cols=cols,
+        subplot_titles=list(titles),
+        shared_xaxes="all",
+        shared_yaxes="all",
+        horizontal_spacing=0.04,
+        vertical_spacing=0.12,
+    )
+    return json.dumps(fig.to_dict()["layout"])
+
+
+def _grid_layout(rows: int, cols: int, titles: tuple[str, ...]) -> dict:
+    """The layout of a ``rows x cols`` grid of panels with shared axes and ``titles``
+    (Plotly's ``make_subplots``, made once per grid: it is slower than the rest of the
+    figure); a new dict on every call."""
+    return json.loads(_grid_layout_dict(rows, cols, titles))
 
 
 def _add_growth_frames(fig: go.Figure, traces_meta, steps: np.ndarray, max_frames: int) -> None:
@@ -296,7 +321,6 @@ def add_onset_markers(
     panel of that title (``panels``: the titles in the figure's order), hover text with
     the step and the alert's message. Returns ``fig``."""
     titles = list(panels)
-    cols = min(len(titles), 3)  # the grid of info_plane_figure
     shown = False
     for p, title in enumerate(titles):
         pts = onsets.get(title)
@@ -319,9 +343,9 @@ def add_onset_markers(
                 hovertemplate=f"<b>compression onset</b> · {title} · %{{customdata[0]}}"
                 f"<br>step %{{customdata[1]}}<br>I(X;T) %{{x:.6g}} {unit}<br>I(T;Y) "
                 f"%{{y:.6g}} {unit}<br>%{{customdata[2]}}<extra></extra>",
-            ),
-            row=p // cols + 1,
-            col=p % cols + 1,
+                xaxis=_panel_axes(p)[0],
+                yaxis=_panel_axes(p)[1],
+            )
         )
         shown = True
     return fig
