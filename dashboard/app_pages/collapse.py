@@ -192,7 +192,9 @@ def draw() -> None:
     if al.empty:
         st.success("No alerts raised in the selected runs.", icon=":material/check_circle:")
         return
-    st.caption("Click a marker or a table row (or a card's Explain) to explain that alert.")
+    st.caption(
+        "Click a marker, a row of the alert table or a card's Explain to explain that alert."
+    )
     fig = F.alert_timeline_figure(al, log_x=S["log_x"])
     table = al[["severity", "step", "indicator", "layer", "run", "message"]]
     timeline = V.chart(
@@ -203,14 +205,18 @@ def draw() -> None:
         on_select="rerun",
         selection_mode="points",
     )
-    chosen = st.dataframe(
-        table,
-        hide_index=True,
-        key="col_table",
-        on_select="rerun",
-        selection_mode="single-row",
-        height=min(400, 38 + 35 * len(table)),
-    )
+    # the table in a popover: the browser loads and draws its data grid only when it is
+    # opened (the grid alone cost the page about 0.1 s to draw)
+    with st.popover(f"Alert table ({len(table)})", icon=":material/table_rows:"):
+        chosen = st.dataframe(
+            table,
+            hide_index=True,
+            key="col_table",
+            on_select="rerun",
+            selection_mode="single-row",
+            height=min(400, 38 + 35 * len(table)),
+            width=1000,
+        )
     key = picked_now(al, cards, timeline, chosen)
     if key is not None and key in set(al["key"]):
         st.session_state["col_alert"] = al.loc[al["key"] == key, "label"].iloc[0]
