@@ -17,20 +17,11 @@ from pathlib import Path
 import streamlit as st
 
 from dashboard import data, stories, view
+from dashboard.app_pages import PAGES
 
 #: The page scripts. st.Page gets absolute paths, so they resolve whichever file
 #: Streamlit was started on (this one or the checkout's ``app.py``).
 PAGES_DIR = Path(__file__).resolve().parent / "app_pages"
-#: (script, title, icon, URL path) per page in sidebar order; the first is the default
-#: page. URL paths are part of shared links: keep them.
-PAGES = (
-    ("runs.py", "Runs", ":material/list:", None),
-    ("information_plane.py", "Information plane", ":material/scatter_plot:", "information-plane"),
-    ("representations.py", "Representations", ":material/stacked_line_chart:", "representations"),
-    ("language_model.py", "Language model", ":material/translate:", "language-model"),
-    ("collapse.py", "Collapse", ":material/warning:", "collapse"),
-    ("compare.py", "Compare", ":material/compare_arrows:", "compare"),
-)
 
 
 def pages() -> list:

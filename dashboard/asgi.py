@@ -2,7 +2,7 @@
 (``streamlit run dashboard/asgi.py -- --root ROOT``).
 
 It is Streamlit's own server running ``dashboard/app.py`` (:data:`SCRIPT`), with one
-addition: a page's own URL (``/information-plane``, ...; see ``dashboard.app.PAGES``) is
+addition: a page's own URL (``/information-plane``, ...; see ``dashboard.app_pages.PAGES``) is
 answered with Streamlit's page and a note of where the server is. Opened on such a URL,
 Streamlit's frontend otherwise looks for its server below the page's path first
 (``/information-plane/_stcore/health``), gets a 404, waits 100 ms and then tries the root:
@@ -26,7 +26,7 @@ from starlette.responses import HTMLResponse
 from starlette.routing import Route
 from streamlit import config
 
-from dashboard.app import PAGES
+from dashboard.app_pages import PAGES
 
 #: the script each session runs
 SCRIPT = Path(__file__).resolve().with_name("app.py")
