@@ -8,7 +8,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import streamlit as st
 
 from dashboard import figures as F
@@ -162,16 +161,17 @@ def evenly_spaced(items: list, k: int) -> list:
     return [items[i] for i in idx]
 
 
-def chart(fig, data: pd.DataFrame | None, *, key: str, file_name: str, **select):
-    """Draw ``fig`` and offer ``data`` (what it shows) as a CSV download. ``select``
-    (``on_select``, ``selection_mode``) makes the chart a widget; its selection state is
-    returned (else None)."""
+def chart(fig, data, *, key: str, file_name: str, **select):
+    """Draw ``fig`` and offer ``data`` (what it shows: a DataFrame, or a function that makes
+    it when the download is asked for) as a CSV download. ``select`` (``on_select``,
+    ``selection_mode``) makes the chart a widget; its selection state is returned (else
+    None)."""
     event = st.plotly_chart(fig, key=key, config={"displaylogo": False}, **select)
-    if data is not None and not data.empty:
-        frame = data.copy()
+    if callable(data) or (data is not None and not data.empty):
+        frame = data if callable(data) else data.copy()
         st.download_button(
             "Download CSV",
-            data=lambda: F.to_csv(frame),
+            data=lambda: F.to_csv(frame() if callable(frame) else frame),
             file_name=file_name,
             mime="text/csv",
             key=f"{key}_csv",

@@ -193,6 +193,34 @@ def test_language_model_tabs_draw_the_open_section(server, browser):
         page.close()
 
 
+def test_the_distribution_csv_is_made_when_downloaded(server, browser, root):
+    """The token-entropy distribution's CSV (made only when asked for) holds every
+    histogram bin at every step, as the run logged them."""
+    import io
+
+    import pandas as pd
+
+    from diagnostics.runlog import open_run
+
+    page = _open(browser, f"{server}/language-model?run=lm/grpo", "Language model")
+    try:
+        buttons = page.locator('[data-testid="stDownloadButton"] button')
+        assert buttons.count() == 2  # the bands' CSV and the distribution's
+        with page.expect_download(timeout=30_000) as info:
+            buttons.nth(1).click()
+        got = pd.read_csv(io.BytesIO(Path(info.value.path()).read_bytes()))
+    finally:
+        page.close()
+    with open_run(root / "lm" / "grpo") as reader:
+        logged = reader.distributions(metrics="lm/token_entropy")
+    assert list(got.columns) == ["entropy", "step", "share"]
+    assert sorted(got["step"].unique()) == sorted(logged["step"].unique())
+    per_step = got.groupby("step").size()
+    assert per_step.nunique() == 1 and per_step.iloc[0] >= 30  # one grid of bins, every step
+    # each step's shares sum to one (fractions of the tokens)
+    assert got.groupby("step")["share"].sum().to_numpy() == pytest.approx(1.0)
+
+
 def test_clicking_an_alert_marker_explains_it(server, browser):
     """A click on the compression-onset marker of the Collapse timeline (a Plotly
     selection event) picks that alert: its series, threshold and step are drawn."""

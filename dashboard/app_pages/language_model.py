@@ -112,12 +112,15 @@ def token_entropy() -> None:
         else:
             st.markdown("Distribution over steps")
         centres = (edges[:-1] + edges[1:]) / 2 * scale
-        grid = pd.DataFrame(frac, index=centres, columns=steps)
-        long = (
-            grid.rename_axis("entropy")
-            .reset_index()
-            .melt(id_vars="entropy", var_name="step", value_name="share")
-        )
+
+        def long(frac=frac, centres=centres, steps=steps) -> pd.DataFrame:  # made on download
+            grid = pd.DataFrame(frac, index=centres, columns=steps)
+            return (
+                grid.rename_axis("entropy")
+                .reset_index()
+                .melt(id_vars="entropy", var_name="step", value_name="share")
+            )
+
         V.chart(fig, long, key=f"lm_hist_{r.rel}", file_name="token_entropy_distribution.csv")
     if not any_hist:
         st.caption("No `lm/token_entropy` histograms logged (`RunWriter.log_distribution`).")
