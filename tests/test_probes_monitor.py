@@ -741,6 +741,45 @@ def test_budget_postpones_expensive_metrics(tmp_path, monkeypatch):
     assert list(ev.kind) == ["probe_deferred"]  # said once, not at every postponement
 
 
+def test_budget_counts_writing_a_record(monkeypatch):
+    """A record's expected cost includes writing it (here a TensorBoard mirror taking
+    0.1 s a row): with only the metric's 0.5 s counted, the share would overshoot."""
+    import time as time_module
+
+    clock = [1000.0]
+    monkeypatch.setattr(time_module, "perf_counter", lambda: clock[0])
+
+    class SlowBoard:
+        def add_scalar(self, tag, value, step):
+            clock[0] += 0.1
+
+        def flush(self):
+            pass
+
+    def expensive(z):
+        clock[0] += 0.5
+        return z.std()
+
+    register_metric("test/expensive", expensive, expensive=True, overwrite=True)
+    try:
+        mon = Monitor(mlp(), None, layers=["1"], probe_inputs=data()[0], every=1,
+                      metrics=["test/expensive"], budget=0.05, collapse=False,
+                      tensorboard=SlowBoard())  # fmt: skip
+        shares, t0 = [], clock[0]
+        for s in range(300):
+            clock[0] += 1.0  # the user's training step
+            mon.step(s)
+            shares.append(mon._t_monitor / (clock[0] - t0 - mon._t_monitor))
+        mon.close()
+    finally:
+        unregister_metric("test/expensive")
+    ran = 300 - mon.deferred["test/expensive"]
+    assert mon._t_monitor == pytest.approx(0.7 * ran)  # the metric and its two rows
+    assert 18 <= ran <= 22, ran  # budget * time / cost
+    first_within = next(i for i, v in enumerate(shares) if v <= 0.05)
+    assert max(shares[first_within:]) <= 0.05 + 1e-12, shares
+
+
 def test_estimator_warnings_are_relayed_once():
     def noisy(z):
         warnings.warn(f"{int(z.shape[0])} values clipped", UserWarning, stacklevel=1)
