@@ -307,6 +307,26 @@ def test_user_scalars_buffered_and_written(tmp_path):
         Monitor(model, None, every=10, metrics=["act_stats"]).step(0, loss=torch.ones(3))
 
 
+def test_scalars_on_quiet_steps(tmp_path):
+    """Steps where nothing is due take the short path: the same checks, the buffer still
+    written when full."""
+    from probes.output import MAX_PENDING_SCALARS
+
+    mon = Monitor(mlp(), tmp_path, every=Steps([]), metrics=["act_stats"])
+    n = MAX_PENDING_SCALARS + 10
+    for s in range(n):
+        mon.step(s, loss=torch.tensor([float(s)]), lr=0.5 * s)  # a 1-element tensor, a float
+    assert len(mon._pending) < MAX_PENDING_SCALARS  # written once full
+    with pytest.raises(TypeError, match="loss: expected a scalar"):
+        mon.step(n, loss=torch.ones(3))
+    with pytest.raises(TypeError, match="lr: expected a number"):
+        mon.step(n, lr="fast")  # (the step that failed is not counted as done)
+    mon.close()
+    rows = scalars(tmp_path)
+    assert [rows[(s, "train/loss", None)] for s in range(n)] == [float(s) for s in range(n)]
+    assert rows[(n - 1, "train/lr", None)] == 0.5 * (n - 1)
+
+
 def test_max_rows_and_sequence_reduction():
     torch.manual_seed(0)
 
