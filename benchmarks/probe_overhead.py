@@ -10,8 +10,8 @@ over several repeats (the median counts), and the ratio to the loop without prob
 - ``idle``: a Monitor whose cadence never fires, ``monitor.step(step)`` every step:
   what a step where nothing is recorded costs;
 - ``default``: ``Monitor(model, run, probe_inputs=x_val, probe_labels=y_val)`` with
-  every default (every=100, the default metrics, slow metrics every 1000 steps, the 5%
-  time budget for the estimators) and ``monitor.step(step, loss=loss)``;
+  every default (every=100, the default metrics, slow metrics every 1000 steps, the
+  default time budget for the estimators) and ``monitor.step(step, loss=loss)``;
   ``default-live``: the same without a probe batch.
 
 Steps per second are measured in process CPU time (one torch thread) and wall-clock
@@ -132,11 +132,13 @@ def run(variant, kind, init_state, data, steps, batch=64):
             in_monitor += clock() - m0
     wall, cpu = time.perf_counter() - t0, clock() - c0
     probe_seconds = 0.0
+    budget = None
     metrics = []
     deferred = {}
     if mon is not None:
         metrics = [a.defn.name for a in mon._metrics]
         deferred = dict(mon.deferred)
+        budget = mon.budget
         mon.close()
         with open_run(tmp.name) as r:
             df = r.scalars(metrics="probe/seconds")
@@ -150,6 +152,7 @@ def run(variant, kind, init_state, data, steps, batch=64):
         "probe_seconds": probe_seconds,
         "metrics": metrics,
         "deferred": deferred,
+        "budget": budget,
     }
 
 
@@ -227,7 +230,10 @@ def main() -> None:
             deferred = res[v][-1]["deferred"]
             if deferred:
                 text = ", ".join(f"{k} x{n}" for k, n in deferred.items())
-                print(f"    postponed by the 5% time budget (last repeat): {text}")
+                print(
+                    f"    postponed by the {res[v][-1]['budget']:.0%} time budget "
+                    f"(last repeat): {text}"
+                )
         cost = idle_call_cost(kind, init_state, data)
         for mode, sec in cost.items():
             print(
