@@ -36,7 +36,8 @@ The estimators are expensive next to a small model's training step (an SVD or an
 the wall time within ``budget=0.04``: an expensive metric that falls due while the probes
 have used more than 4% of the time since the first step (with what the record is
 expected to cost) is postponed to its next due step. The share counts all the time
-spent inside the monitor: every ``step`` call, cheap metrics and writing included. It
+spent inside the monitor: every ``step`` call, cheap metrics, writing and live mode's
+hooks (in the user's forward) included. It
 is 4% so that the overhead seen from outside stays within 5%: what the monitor cannot
 time (calling it, the training steps after a record running with the caches the record
 used) adds up to ~1% on a model whose step takes under a millisecond
@@ -380,6 +381,10 @@ class Monitor(Recorder, ActivationSource, Scheduling, Output):
             raise RuntimeError("Monitor.step: the monitor is closed")
         if self._t_first is None:
             self._t_first = t_in
+            self._live_capture.seconds = 0.0  # (before the time the budget measures)
+        elif self._live_capture.seconds:  # the live hooks, in the user's forward
+            self._t_monitor += self._live_capture.seconds
+            self._live_capture.seconds = 0.0
         step = int(step)
         if scalars and self.rank == 0:
             self._buffer_scalars(step, scalars)

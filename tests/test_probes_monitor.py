@@ -788,6 +788,35 @@ def test_default_budget_leaves_room_for_what_it_cannot_time(monkeypatch):
     assert mon._t_monitor / (clock[0] - 1001.0 - mon._t_monitor) > 0.035  # used, not idle
 
 
+def test_budget_counts_live_hooks(monkeypatch):
+    """Live mode: the hooks run in the user's forward, outside step(); their time counts
+    towards the monitor's share (here 0.2 s a capture on a fake clock)."""
+    import time as time_module
+
+    clock = [1000.0]
+    monkeypatch.setattr(time_module, "perf_counter", lambda: clock[0])
+
+    def slow_select(out):
+        clock[0] += 0.2
+        return out
+
+    model = mlp()
+    x, _ = data()
+    mon = Monitor(model, None, layers=["1"], every=5, metrics=["act_stats"], output=slow_select,
+                  collapse=False)  # fmt: skip
+    recorded = []
+    for s in range(20):
+        model(x)
+        clock[0] += 1.0
+        if mon.step(s):
+            recorded.append(s)
+    mon.close()
+    assert recorded == [0, 5, 10, 15]
+    # the hooks are armed one step ahead of a record; the first forward is before the
+    # first step() (not counted), the others are
+    assert mon._t_monitor == pytest.approx(0.2 * 3)
+
+
 def test_budget_counts_writing_a_record(monkeypatch):
     """A record's expected cost includes writing it (here a TensorBoard mirror taking
     0.1 s a row): with only the metric's 0.5 s counted, the share would overshoot."""
