@@ -37,10 +37,10 @@ the wall time within ``budget=0.04``: an expensive metric that falls due while t
 have used more than 4% of the time since the first step (with what the record is
 expected to cost) is postponed to its next due step. The share counts all the time
 spent inside the monitor: every ``step`` call, cheap metrics, writing and live mode's
-hooks (in the user's forward) included. It
-is 4% so that the overhead seen from outside stays within 5%: what the monitor cannot
-time (calling it, the training steps after a record running with the caches the record
-used) adds up to ~1% on a model whose step takes under a millisecond
+hooks (in the user's forward) included. It is 4% so that the overhead seen from outside
+stays within 5%: what the monitor cannot time (calling it, ~3 us of a quiet ``step``
+right after a training step; the training steps after a record, with the caches the
+record used) adds up to ~1% on a model whose step takes under a millisecond
 (``benchmarks/probe_overhead.py``). Cheap metrics are never postponed: on such a model
 they alone can take most of the budget. ``budget=None`` records exactly at the cadences.
 
