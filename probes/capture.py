@@ -34,6 +34,7 @@ Hooks never raise into the user's forward: a failure is stored in ``Capture.erro
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -206,6 +207,7 @@ class Capture:
         self._parts: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}
         self.errors: dict[str, str] = {}
         self.batch_sizes: dict[str, int] = {}
+        self.seconds = 0.0  # wall time spent in the hooks (the consumer resets it)
 
     @property
     def attached(self) -> bool:
@@ -239,6 +241,7 @@ class Capture:
         select = self.select.get(name) if isinstance(self.select, Mapping) else self.select
 
         def hook(mod: nn.Module, args: Any, output: Any) -> None:
+            t0 = time.perf_counter()
             try:
                 t = extract_tensor(output, select)
                 if t is None:
@@ -260,6 +263,7 @@ class Capture:
                     self.batch_sizes[name] = int(t.shape[0])
             except Exception as exc:  # never break the user's forward
                 self.errors[name] = f"{type(exc).__name__}: {exc}"
+            self.seconds += time.perf_counter() - t0
 
         return hook
 

@@ -160,9 +160,9 @@ class Output:
                     ) from None
             self._pending.append((step, str(name), v))
 
-    def _buffer_scalars(self, step: int, scalars: dict[str, Any], flush: bool = False) -> None:
-        """Buffer ``step``'s keyword scalars (the loss without a device sync); ``flush``:
-        write the buffer when it is full."""
+    def _buffer_scalars(self, step: int, scalars: dict[str, Any]) -> None:
+        """Buffer ``step``'s keyword scalars (the loss without a device sync; ``Monitor.step``
+        does the same inline on the steps it returns from early)."""
         names, pending = self._scalar_names, self._pending
         for k, v in scalars.items():
             name = names.get(k)
@@ -174,8 +174,6 @@ class Output:
                 pending.append((step, name, v.item() if v.is_cpu else v.detach()))
             else:
                 self._buffer(step, {name: v})
-        if flush and len(pending) >= MAX_PENDING_SCALARS:
-            self._flush_scalars()
 
     def _flush_scalars(self) -> None:
         if not self._pending:

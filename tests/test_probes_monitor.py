@@ -307,6 +307,26 @@ def test_user_scalars_buffered_and_written(tmp_path):
         Monitor(model, None, every=10, metrics=["act_stats"]).step(0, loss=torch.ones(3))
 
 
+def test_scalars_on_quiet_steps(tmp_path):
+    """Steps where nothing is due take the short path: the same checks, the buffer still
+    written when full."""
+    from probes.output import MAX_PENDING_SCALARS
+
+    mon = Monitor(mlp(), tmp_path, every=Steps([]), metrics=["act_stats"])
+    n = MAX_PENDING_SCALARS + 10
+    for s in range(n):
+        mon.step(s, loss=torch.tensor([float(s)]), lr=0.5 * s)  # a 1-element tensor, a float
+    assert len(mon._pending) < MAX_PENDING_SCALARS  # written once full
+    with pytest.raises(TypeError, match="loss: expected a scalar"):
+        mon.step(n, loss=torch.ones(3))
+    with pytest.raises(TypeError, match="lr: expected a number"):
+        mon.step(n, lr="fast")  # (the step that failed is not counted as done)
+    mon.close()
+    rows = scalars(tmp_path)
+    assert [rows[(s, "train/loss", None)] for s in range(n)] == [float(s) for s in range(n)]
+    assert rows[(n - 1, "train/lr", None)] == 0.5 * (n - 1)
+
+
 def test_max_rows_and_sequence_reduction():
     torch.manual_seed(0)
 
@@ -739,6 +759,101 @@ def test_budget_postpones_expensive_metrics(tmp_path, monkeypatch):
         ev = r.events()
         assert r.meta["probes"]["budget"] == 0.05
     assert list(ev.kind) == ["probe_deferred"]  # said once, not at every postponement
+
+
+def test_default_budget_leaves_room_for_what_it_cannot_time(monkeypatch):
+    """4% by default (Monitor docstring: ~1% of the overhead is outside the monitor's
+    clock): with a fake clock the expensive metric keeps the share within 4%."""
+    import time as time_module
+
+    clock = [1000.0]
+    monkeypatch.setattr(time_module, "perf_counter", lambda: clock[0])
+
+    def expensive(z):
+        clock[0] += 0.5
+        return z.std()
+
+    register_metric("test/expensive", expensive, expensive=True, overwrite=True)
+    try:
+        mon = Monitor(mlp(), None, layers=["1"], probe_inputs=data()[0], every=1,
+                      metrics=["test/expensive"], collapse=False)  # fmt: skip
+        for s in range(200):
+            clock[0] += 1.0
+            mon.step(s)
+        mon.close()
+    finally:
+        unregister_metric("test/expensive")
+    assert mon.budget == 0.04
+    assert mon._t_monitor <= 0.04 * 200 + 1e-9
+    assert mon._t_monitor / (clock[0] - 1001.0 - mon._t_monitor) > 0.035  # used, not idle
+
+
+def test_budget_counts_live_hooks(monkeypatch):
+    """Live mode: the hooks run in the user's forward, outside step(); their time counts
+    towards the monitor's share (here 0.2 s a capture on a fake clock)."""
+    import time as time_module
+
+    clock = [1000.0]
+    monkeypatch.setattr(time_module, "perf_counter", lambda: clock[0])
+
+    def slow_select(out):
+        clock[0] += 0.2
+        return out
+
+    model = mlp()
+    x, _ = data()
+    mon = Monitor(model, None, layers=["1"], every=5, metrics=["act_stats"], output=slow_select,
+                  collapse=False)  # fmt: skip
+    recorded = []
+    for s in range(20):
+        model(x)
+        clock[0] += 1.0
+        if mon.step(s):
+            recorded.append(s)
+    mon.close()
+    assert recorded == [0, 5, 10, 15]
+    # the hooks are armed one step ahead of a record; the first forward is before the
+    # first step() (not counted), the others are
+    assert mon._t_monitor == pytest.approx(0.2 * 3)
+
+
+def test_budget_counts_writing_a_record(monkeypatch):
+    """A record's expected cost includes writing it (here a TensorBoard mirror taking
+    0.1 s a row): with only the metric's 0.5 s counted, the share would overshoot."""
+    import time as time_module
+
+    clock = [1000.0]
+    monkeypatch.setattr(time_module, "perf_counter", lambda: clock[0])
+
+    class SlowBoard:
+        def add_scalar(self, tag, value, step):
+            clock[0] += 0.1
+
+        def flush(self):
+            pass
+
+    def expensive(z):
+        clock[0] += 0.5
+        return z.std()
+
+    register_metric("test/expensive", expensive, expensive=True, overwrite=True)
+    try:
+        mon = Monitor(mlp(), None, layers=["1"], probe_inputs=data()[0], every=1,
+                      metrics=["test/expensive"], budget=0.05, collapse=False,
+                      tensorboard=SlowBoard())  # fmt: skip
+        shares, t0 = [], clock[0]
+        for s in range(300):
+            clock[0] += 1.0  # the user's training step
+            mon.step(s)
+            shares.append(mon._t_monitor / (clock[0] - t0 - mon._t_monitor))
+        mon.close()
+    finally:
+        unregister_metric("test/expensive")
+    ran = 300 - mon.deferred["test/expensive"]
+    assert mon._t_monitor == pytest.approx(0.7 * ran)  # the metric and its two rows
+    assert 18 <= ran <= 22, ran  # budget * time / cost
+    first_within = next(i for i, v in enumerate(shares) if v <= 0.05)
+    assert max(shares[first_within:]) <= 0.05 + 1e-12, shares
 
 
 def test_estimator_warnings_are_relayed_once():
