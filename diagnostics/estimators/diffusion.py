@@ -99,14 +99,13 @@ def _normalized_kernel(z: torch.Tensor, sigma: float | torch.Tensor, dtype: torc
     """
     z = z.to(torch.float64)
     z = z - z.mean(dim=-2, keepdim=True)
-    # u = z / (sqrt(2) sigma), so that the exponent -|u_i - u_j|^2 = 2 <u_i, u_j> - |u_i|^2 - |u_j|^2
-    if isinstance(sigma, torch.Tensor):
-        u = (z * torch.rsqrt(2 * sigma**2)).to(dtype)
-    else:
-        u = (z / (math.sqrt(2) * sigma)).to(dtype)
-    sq = (u * u).sum(dim=-1)
-    k = torch.baddbmm(-sq.unsqueeze(-2), u, u.mT, alpha=2)  # the one n x n buffer
-    k.sub_(sq.unsqueeze(-1)).clamp_(max=0)  # clamped: rounding can make it > 0
+    # v = z / sigma = sqrt(2) u with u = z / (sqrt(2) sigma), so that the exponent
+    # -|u_i - u_j|^2 = <v_i, v_j> - |v_i|^2 / 2 - |v_j|^2 / 2: a plain product (no copy of
+    # a broadcast term into the buffer first), then two subtractions in place
+    v = (z / sigma).to(dtype)
+    sq = (v * v).sum(dim=-1).mul_(0.5)
+    k = torch.bmm(v, v.mT)  # the one n x n buffer
+    k.sub_(sq.unsqueeze(-1)).sub_(sq.unsqueeze(-2)).clamp_(max=0)  # rounding can make it > 0
     k.exp_()
     k.diagonal(dim1=-2, dim2=-1).fill_(1.0)
     d = k.sum(dim=-1).rsqrt_()
