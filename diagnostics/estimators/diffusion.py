@@ -201,7 +201,9 @@ def _diffusion_entropies(
     out = []
     for start in range(0, b, chunk):
         k = _normalized_kernel(z[start : start + chunk], sigma, dtype)
-        lam = torch.linalg.eigvalsh(k)
+        # k is symmetric: its transpose is already in LAPACK's column-major order, so the
+        # eigensolver's working copy is a plain copy, not a transposing one
+        lam = torch.linalg.eigvalsh(k.mT)
         del k
         out.append(_spectral_entropy_nats(lam, t))
     return torch.cat(out)
