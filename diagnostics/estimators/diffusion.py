@@ -303,7 +303,8 @@ def _diffusion_entropies_groups(
     target = sum(m * n**3 for m, n in shapes if n * n <= share) / (2 * workers)
 
     def solve(idx: torch.Tensor, start: int, numpy_ok: bool = True, chunk: int | None = None):
-        h = _diffusion_entropies(z[idx], sigma, t, dtype, numpy_ok=numpy_ok, chunk_entries=chunk)
+        x = z.index_select(0, idx.reshape(-1)).unflatten(0, idx.shape)  # z[idx], faster
+        h = _diffusion_entropies(x, sigma, t, dtype, numpy_ok=numpy_ok, chunk_entries=chunk)
         out[start : start + idx.shape[0]] = h
 
     def job(idx: torch.Tensor, start: int) -> None:
