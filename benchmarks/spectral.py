@@ -117,14 +117,18 @@ def eigen_floor(n: int, dim: int, repeats: int) -> tuple[float, float]:
     from concurrent.futures import ThreadPoolExecutor
 
     from diagnostics.estimators.diffusion import _normalized_kernel
-    from diagnostics.estimators.dsmi import _dsmi_jobs
+    from diagnostics.estimators.dsmi import _dsmi_groups
 
     x, y = unbalanced(n, dim)
     z, labels = torch.from_numpy(x), torch.from_numpy(y)
     sizes = torch.unique(labels, return_counts=True)[1].tolist()
     order = torch.argsort(labels, stable=True)
-    jobs = _dsmi_jobs(order, sizes, repetitions=5, seed=0, max_n=10000)
-    kernels = [_normalized_kernel(z[rows][None], 10.0, torch.float64)[0] for _, rows in jobs]
+    _, groups, _, _ = _dsmi_groups(
+        order.tolist(), sizes, repetitions=5, seed=0, max_n=10000, device=z.device
+    )
+    kernels = [
+        _normalized_kernel(z[rows][None], 10.0, torch.float64)[0] for g in groups for rows in g
+    ]
     kernels.sort(key=len, reverse=True)
     arrays = [k.numpy() for k in kernels]
     threads = torch.get_num_threads()

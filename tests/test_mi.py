@@ -443,6 +443,19 @@ def test_nonfinite_inputs_name_the_argument(method):
         mutual_information(x, yb, method=method)
 
 
+def test_finite_check_is_not_fooled_by_an_overflowing_sum():
+    # check_finite first looks at the sum: huge finite values overflow it (no error), and
+    # a NaN or inf among them is still found and counted
+    from diagnostics._validate import check_finite
+
+    big = torch.full((4, 3), 1e308, dtype=torch.float64)
+    check_finite(big, name="big")
+    check_finite(big.float().nan_to_num(posinf=3e38), name="big32")
+    big[1, 2], big[0, 0] = float("nan"), -float("inf")
+    with pytest.raises(ValueError, match=r"^big: expected finite values, got 1 NaN and 1 inf"):
+        check_finite(big, name="big")
+
+
 @pytest.mark.parametrize("method", MI_METHODS)
 def test_shape_errors_name_the_argument(method):
     x, y = _x_y()

@@ -243,6 +243,84 @@ def test_pooled_workers_hold_no_more_kernel_entries_than_the_serial_path(monkeyp
     assert got == pytest.approx(one, abs=1e-12)
 
 
+def test_dse_of_groups_drawn_while_the_workers_run(monkeypatch):
+    # groups from a generator go to the workers as they are drawn (the draws in Python
+    # under a short GIL switch interval, restored after); a group too large for a worker's
+    # share waits for the workers to be idle; an error in the generator leaves nothing
+    # running and the settings as they were
+    import sys
+
+    from diagnostics.estimators import diffusion
+
+    rng = np.random.default_rng(11)
+    z = torch.from_numpy(rng.normal(size=(300, 5)))
+    shapes = [(3, 80), (2, 60), (4, 25), (1, 7), (2, 120)]
+    sets = [rng.choice(300, (m, n)) for m, n in shapes]
+    one = [float(diffusion_spectral_entropy(z[r], sigma=2.0)) for s in sets for r in s]
+    intervals = []
+
+    def groups(fail=False):
+        for i, s in enumerate(sets):
+            intervals.append(sys.getswitchinterval())
+            if fail and i == 2:
+                raise RuntimeError("drawing failed")
+            yield torch.from_numpy(s)
+
+    before, interval = torch.get_num_threads(), sys.getswitchinterval()
+    torch.set_num_threads(2)
+    try:
+        monkeypatch.setattr(diffusion, "_CHUNK_ENTRIES", 2 * 100 * 100)  # 120: in this thread
+        got = diffusion._diffusion_entropies_groups(z, shapes, groups(), 2.0, 1.0, torch.float64)
+        assert got.tolist() == pytest.approx(one, abs=1e-12)
+        assert max(intervals) <= diffusion._SWITCH_INTERVAL < interval
+        assert sys.getswitchinterval() == interval and torch.get_num_threads() == 2
+        with pytest.raises(RuntimeError, match="drawing failed"):
+            diffusion._diffusion_entropies_groups(
+                z, shapes, groups(fail=True), 2.0, 1.0, torch.float64
+            )
+        assert sys.getswitchinterval() == interval and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_dsmi_with_subsampled_clusters_equals_its_definition(threads):
+    # clusters larger than max_n are subsampled as dse-dsmi's DSE does (its random.seed
+    # inside the DSE also moves the subsets' generator); the draws do not depend on the
+    # order in which the clusters are evaluated (the largest first)
+    import random
+
+    rng = np.random.default_rng(12)
+    labels = rng.permutation(np.repeat(np.arange(5), [30, 95, 60, 95, 140]))
+    x = rng.normal(size=(len(labels), 6)) + labels[:, None] * 0.5
+    n, max_n, seed, reps = len(labels), 80, 3, 4
+
+    def dse(rows):
+        return float(diffusion_spectral_entropy(x[rows], max_n=max_n, seed=seed))
+
+    want = 0.0
+    for c in range(5):
+        members = np.flatnonzero(labels == c)
+        gen = random.Random(seed)
+        marg = 0.0
+        for _ in range(reps):
+            picked = gen.sample(range(n), len(members))
+            marg += dse(picked)
+            if len(members) > max_n:
+                gen.seed(seed)  # dse-dsmi's DSE: random.seed(seed); random.sample(...)
+                gen.sample(range(len(members)), max_n)
+        want += len(members) / n * (marg / reps - dse(members))
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        got = diffusion_spectral_mutual_information(
+            x, labels, max_n=max_n, seed=seed, repetitions=reps
+        )
+    finally:
+        torch.set_num_threads(before)
+    assert float(got) == pytest.approx(want, abs=1e-12)
+
+
 def _dsmi_in_child(x, labels, q):
     torch.set_num_threads(2)
     q.put(float(diffusion_spectral_mutual_information(x, labels, base=2)))

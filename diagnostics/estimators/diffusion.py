@@ -18,6 +18,10 @@ import contextlib
 import math
 import os
 import random
+import sys
+import threading
+from collections.abc import Iterable
+from concurrent.futures import wait
 from typing import Any
 
 import numpy as np
@@ -95,14 +99,13 @@ def _normalized_kernel(z: torch.Tensor, sigma: float | torch.Tensor, dtype: torc
     """
     z = z.to(torch.float64)
     z = z - z.mean(dim=-2, keepdim=True)
-    # u = z / (sqrt(2) sigma), so that the exponent -|u_i - u_j|^2 = 2 <u_i, u_j> - |u_i|^2 - |u_j|^2
-    if isinstance(sigma, torch.Tensor):
-        u = (z * torch.rsqrt(2 * sigma**2)).to(dtype)
-    else:
-        u = (z / (math.sqrt(2) * sigma)).to(dtype)
-    sq = (u * u).sum(dim=-1)
-    k = torch.baddbmm(-sq.unsqueeze(-2), u, u.mT, alpha=2)  # the one n x n buffer
-    k.sub_(sq.unsqueeze(-1)).clamp_(max=0)  # clamped: rounding can make it > 0
+    # v = z / sigma = sqrt(2) u with u = z / (sqrt(2) sigma), so that the exponent
+    # -|u_i - u_j|^2 = <v_i, v_j> - |v_i|^2 / 2 - |v_j|^2 / 2: a plain product (no copy of
+    # a broadcast term into the buffer first), then two subtractions in place
+    v = (z / sigma).to(dtype)
+    sq = (v * v).sum(dim=-1).mul_(0.5)
+    k = torch.bmm(v, v.mT)  # the one n x n buffer
+    k.sub_(sq.unsqueeze(-1)).sub_(sq.unsqueeze(-2)).clamp_(max=0)  # rounding can make it > 0
     k.exp_()
     k.diagonal(dim1=-2, dim2=-1).fill_(1.0)
     d = k.sum(dim=-1).rsqrt_()
@@ -198,7 +201,9 @@ def _diffusion_entropies(
     out = []
     for start in range(0, b, chunk):
         k = _normalized_kernel(z[start : start + chunk], sigma, dtype)
-        lam = torch.linalg.eigvalsh(k)
+        # k is symmetric: its transpose is already in LAPACK's column-major order, so the
+        # eigensolver's working copy is a plain copy, not a transposing one
+        lam = torch.linalg.eigvalsh(k.mT)
         del k
         out.append(_spectral_entropy_nats(lam, t))
     return torch.cat(out)
@@ -223,6 +228,30 @@ def _parallel_plan(device: torch.device, n_jobs: int) -> tuple[int, int]:
 
 
 _POOL: tuple[int, int, Any] | None = None  # (pid, workers, ThreadPoolExecutor)
+# Python's GIL switch interval while the workers run: a worker that comes back from a torch
+# op waits for the GIL until the thread holding it lets go, at the latest after the switch
+# interval (default 5 ms: a worker would wait that long for each of its ~30 torch ops per
+# part while this thread draws subsets in Python)
+_SWITCH_INTERVAL = 1e-4
+_SWITCH: list[Any] = [0, None, threading.Lock()]  # (calls inside, interval before, lock)
+
+
+@contextlib.contextmanager
+def _short_switch_interval():
+    """Python's switch interval at most ``_SWITCH_INTERVAL`` inside, restored after the
+    last of (possibly concurrent) callers."""
+    with _SWITCH[2]:
+        if _SWITCH[0] == 0:
+            _SWITCH[1] = sys.getswitchinterval()
+            sys.setswitchinterval(min(_SWITCH[1], _SWITCH_INTERVAL))
+        _SWITCH[0] += 1
+    try:
+        yield
+    finally:
+        with _SWITCH[2]:
+            _SWITCH[0] -= 1
+            if _SWITCH[0] == 0:
+                sys.setswitchinterval(_SWITCH[1])
 
 
 def _pool(workers: int):
@@ -239,50 +268,101 @@ def _pool(workers: int):
     return _POOL[2]
 
 
+def _diffusion_entropies_groups(
+    z: torch.Tensor,
+    shapes: list[tuple[int, int]],
+    groups: Iterable[torch.Tensor],
+    sigma,
+    t: float,
+    dtype: torch.dtype,
+) -> torch.Tensor:
+    """Exact DSE (nats) of the point sets ``z[rows]`` for each row ``rows`` of each index
+    tensor that ``groups`` yields, in order (``shapes[i]``: the ``(sets, points)`` shape of
+    the ``i``-th); returns ``(sum of sets,)``.
+
+    The sets of one group go through one batched eigensolve (:func:`_diffusion_entropies`).
+    On a multi-core CPU each group is split into parts of about ``1 / (2 workers)`` of the
+    work (groups smaller than that go whole), which are handed to a pool of threads
+    (:func:`_parallel_plan`) as soon as the group is yielded: ``groups``
+    may draw its sets as it goes, overlapping the workers' eigensolves (yield the largest
+    first: the costliest parts start first and the workers finish together). Sets whose
+    kernel is larger than the workers' share of ``_CHUNK_ENTRIES`` entries go one at a time
+    in this thread, with every thread, once the workers are idle, so that all workers
+    together hold no more kernel entries than the serial path does (2**24 float64 entries,
+    128 MiB, plus the eigensolvers' copies).
+    """
+    n_sets = sum(m for m, _ in shapes)
+    out = torch.empty(n_sets, dtype=torch.float64, device=z.device)
+    share = _CHUNK_ENTRIES // max(1, min(torch.get_num_threads(), n_sets))  # per worker
+    n_small = sum(m for m, n in shapes if n * n <= share)
+    workers, per_worker = _parallel_plan(z.device, n_small)
+    threads = torch.get_num_threads()
+    # a group goes to the workers in parts of about a (2 * workers)-th of the pooled work
+    # (eigensolves: n^3 each): fewer parts of the small sets, less overhead; the workers
+    # take them in turn and finish together
+    target = sum(m * n**3 for m, n in shapes if n * n <= share) / (2 * workers)
+
+    def solve(idx: torch.Tensor, start: int, numpy_ok: bool = True, chunk: int | None = None):
+        x = z.index_select(0, idx.reshape(-1)).unflatten(0, idx.shape)  # z[idx], faster
+        h = _diffusion_entropies(x, sigma, t, dtype, numpy_ok=numpy_ok, chunk_entries=chunk)
+        out[start : start + idx.shape[0]] = h
+
+    def job(idx: torch.Tensor, start: int) -> None:
+        torch.set_num_threads(per_worker)  # per thread (OpenMP); MKL's is process-wide
+        solve(idx, start, numpy_ok=False, chunk=share)  # numpy's holds the GIL: torch's
+
+    pending: list[Any] = []
+    start = 0
+    with _short_switch_interval() if workers > 1 else contextlib.nullcontext():
+        try:
+            it = iter(groups)
+            for m, n in shapes:
+                idx = next(it)
+                if tuple(idx.shape) != (m, n):
+                    raise AssertionError(f"group of shape {tuple(idx.shape)}, expected {(m, n)}")
+                if workers == 1 or n * n > share:
+                    for f in pending:  # the workers idle first: the memory bound
+                        f.result()
+                    pending.clear()
+                    torch.set_num_threads(threads)
+                    solve(idx, start)
+                else:
+                    pool = _pool(workers)
+                    k = min(m, math.ceil(m * n**3 / target))
+                    cuts = [m * j // k for j in range(k + 1)]
+                    pending += [
+                        pool.submit(job, idx[a:b], start + a) for a, b in zip(cuts, cuts[1:])
+                    ]
+                start += m
+            for f in pending:
+                f.result()
+        finally:
+            if pending:
+                wait(pending)  # nothing runs on after an error
+                torch.set_num_threads(threads)  # MKL's process-wide count, as it was
+    return out
+
+
 def _diffusion_entropies_sets(
     z: torch.Tensor, sets: list[torch.Tensor], sigma, t: float, dtype: torch.dtype
 ) -> torch.Tensor:
-    """Exact DSE (nats) of the point sets ``z[rows]`` for each ``rows`` in ``sets``.
-
-    The sets of one size go through one batched eigensolve (:func:`_diffusion_entropies`).
-    On a multi-core CPU those batches are split into ``workers`` parts and the parts run
-    on a pool of threads, the costliest first (:func:`_parallel_plan`); sets whose kernel
-    is larger than the workers' share of ``_CHUNK_ENTRIES`` entries still go one at a
-    time, with every thread, so that all workers together hold no more kernel entries than
-    the serial path does (2**24 float64 entries, 128 MiB, plus the eigensolvers' copies).
-    """
-    out = torch.empty(len(sets), dtype=torch.float64, device=z.device)
+    """Exact DSE (nats) of the point sets ``z[rows]`` for each ``rows`` in ``sets``: the sets
+    grouped by size, the largest first, through :func:`_diffusion_entropies_groups`."""
     groups: dict[int, list[int]] = {}
     for i, rows in enumerate(sets):
         groups.setdefault(int(rows.numel()), []).append(i)
-    share = _CHUNK_ENTRIES // max(1, min(torch.get_num_threads(), len(sets)))  # per worker
-    n_small = sum(len(m) for n, m in groups.items() if n * n <= share)
-    workers, per_worker = _parallel_plan(z.device, n_small)
-
-    def run(members: list[int], numpy_ok: bool = True, chunk: int | None = None) -> None:
-        idx = torch.stack([sets[i] for i in members])
-        h = _diffusion_entropies(z[idx], sigma, t, dtype, numpy_ok=numpy_ok, chunk_entries=chunk)
-        out[torch.tensor(members, device=z.device)] = h
-
-    parts: list[tuple[int, list[int]]] = []  # (cost, members) for the pool
-    for n, members in groups.items():
-        if workers == 1 or n * n > share:
-            run(members)
-            continue
-        k = min(workers, len(members))
-        parts += [(len(members[j::k]) * n**3, members[j::k]) for j in range(k)]
-    if parts:
-        parts.sort(key=lambda p: -p[0])  # costliest first: the workers finish together
-        threads = torch.get_num_threads()
-
-        def job(part: tuple[int, list[int]]) -> None:
-            torch.set_num_threads(per_worker)  # per thread (OpenMP); MKL's is process-wide
-            run(part[1], numpy_ok=False, chunk=share)  # numpy's holds the GIL: torch's
-
-        try:
-            list(_pool(workers).map(job, parts))
-        finally:
-            torch.set_num_threads(threads)  # MKL's process-wide count, as it was
+    sizes = sorted(groups, reverse=True)
+    members = [i for n in sizes for i in groups[n]]
+    h = _diffusion_entropies_groups(
+        z,
+        [(len(groups[n]), n) for n in sizes],
+        (torch.stack([sets[i] for i in groups[n]]) for n in sizes),
+        sigma,
+        t,
+        dtype,
+    )
+    out = torch.empty_like(h)
+    out[torch.tensor(members, device=h.device)] = h
     return out
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -31,8 +32,7 @@ from diagnostics.estimators.diffusion import (
     _check_dtype,
     _check_max_n,
     _check_sigma,
-    _diffusion_entropies_sets,
-    _index,
+    _diffusion_entropies_groups,
     _resolve_sigma,
     _sample_rows,
 )
@@ -106,38 +106,70 @@ def cluster_reference(
     return torch.as_tensor(np.asarray(op.labels_, dtype=np.int64), device=r.device)
 
 
-def _dsmi_jobs(
-    order: torch.Tensor, sizes: list[int], *, repetitions: int, seed: int, max_n: int | None
-) -> list[tuple[int, torch.Tensor]]:
-    """Every DSE evaluation of a DSMI, as ``(key, rows)``: the conditional DSE of each
-    cluster (key: the cluster's index) and the random subsets (key: ``-1 - cluster size``).
+def _dsmi_groups(
+    order: list[int],
+    sizes: list[int],
+    *,
+    repetitions: int,
+    seed: int,
+    max_n: int | None,
+    device: torch.device,
+) -> tuple[list[tuple[int, int]], Iterator[torch.Tensor], list[int], list[list[int]]]:
+    """Every DSE evaluation of a DSMI, one group per distinct cluster size, the largest
+    first: ``(shapes, groups, cond, marg)``.
 
     ``order`` lists the points cluster by cluster (members in their original order),
-    ``sizes`` the cluster sizes. dse-dsmi re-seeds before drawing each cluster's subsets,
-    so clusters of equal size get the very same subsets: they are evaluated once per
-    distinct size (exactly the same numbers, and 4x fewer eigensolves for balanced
-    classes).
+    ``sizes`` the cluster sizes. ``groups`` yields, for each distinct size, a
+    ``(sets, points)`` index tensor (``shapes`` lists those shapes): the clusters of that
+    size, then the ``repetitions`` random subsets of that size. The draws happen as the
+    groups are taken (:func:`_diffusion_entropies_groups` hands each group to its workers
+    before the next is drawn). dse-dsmi re-seeds before drawing each cluster's subsets, so
+    the draws do not depend on the order of the clusters, and clusters of equal size get
+    the very same subsets: they are evaluated once per distinct size (exactly the same
+    numbers, and 4x fewer eigensolves for balanced classes). In the concatenated results,
+    ``cond[c]`` is the position of cluster ``c``'s own set and ``marg[c]`` those of its
+    random subsets.
     """
-    n, device = order.numel(), order.device
-    jobs: list[tuple[int, torch.Tensor]] = []
-    rng = random.Random()
-    start = 0
+    n = len(order)
+    starts = [0]
+    for n_c in sizes:
+        starts.append(starts[-1] + n_c)
+    by_size: dict[int, list[int]] = {}
     for ci, n_c in enumerate(sizes):
-        rows = order[start : start + n_c]
-        start += n_c
-        if max_n is not None and n_c > max_n:
-            rows = rows[_index(_sample_rows(n_c, max_n, seed), device)]
-        jobs.append((ci, rows))
-        if n_c in sizes[:ci]:
-            continue  # same subsets as an earlier cluster of this size
-        rng.seed(seed)
-        for _ in range(repetitions):
-            picked = rng.sample(range(n), n_c)
-            if max_n is not None and n_c > max_n:
-                rng.seed(seed)  # dse-dsmi's DSE re-seeds the shared generator
-                picked = [picked[i] for i in rng.sample(range(n_c), max_n)]
-            jobs.append((-1 - n_c, _index(picked, device)))
-    return jobs
+        by_size.setdefault(n_c, []).append(ci)
+    distinct = sorted(by_size, reverse=True)
+    shapes: list[tuple[int, int]] = []
+    cond = [0] * len(sizes)
+    first: dict[int, int] = {}
+    pos = 0
+    for n_c in distinct:
+        for ci in by_size[n_c]:
+            cond[ci] = pos
+            pos += 1
+        first[n_c] = pos
+        pos += repetitions
+        m = n_c if max_n is None else min(n_c, max_n)
+        shapes.append((len(by_size[n_c]) + repetitions, m))
+    marg = [list(range(first[n_c], first[n_c] + repetitions)) for n_c in sizes]
+
+    def groups() -> Iterator[torch.Tensor]:
+        rng = random.Random()
+        for n_c in distinct:
+            sub = max_n is not None and n_c > max_n
+            rows = [order[starts[ci] : starts[ci] + n_c] for ci in by_size[n_c]]
+            if sub:
+                keep = _sample_rows(n_c, max_n, seed)
+                rows = [[r[i] for i in keep] for r in rows]
+            rng.seed(seed)
+            for _ in range(repetitions):
+                picked = rng.sample(range(n), n_c)
+                if sub:
+                    rng.seed(seed)  # dse-dsmi's DSE re-seeds the shared generator
+                    picked = [picked[i] for i in rng.sample(range(n_c), max_n)]
+                rows.append(picked)
+            yield torch.tensor(rows, dtype=torch.int64, device=device)
+
+    return shapes, groups(), cond, marg
 
 
 def diffusion_spectral_mutual_information(
@@ -175,9 +207,10 @@ def diffusion_spectral_mutual_information(
     information: it is positive when points of the same cluster sit on a
     lower-dimensional part of the representation than random points do. Negative
     values occur (small samples, uninformative reference). All evaluations of one size
-    go together (one batched eigensolver); on a multi-core CPU the independent eigensolves
-    run side by side on ``torch.get_num_threads()`` one-thread workers (a dense eigensolve
-    of a cluster's size gains little from a second thread; kept threads, a new set in a
+    go together (one batched eigensolver), the largest first; on a multi-core CPU the
+    independent eigensolves run side by side on ``torch.get_num_threads()`` one-thread
+    workers while the subsets of the next sizes are drawn (a dense eigensolve of a
+    cluster's size gains little from a second thread; kept threads, a new set in a
     forked child). A cluster's ``n_c x n_c`` kernels take ``O(n_c^2)`` memory each
     (chunked at 2**24 entries, one chunk per worker). Cost: ``(1 + repetitions)`` dense
     eigensolves per distinct cluster size, as dse-dsmi (which solves ``1 + repetitions``
@@ -199,8 +232,8 @@ def diffusion_spectral_mutual_information(
         max_n: per-evaluation subsample size, as in DSE. Default 10000.
 
     Returns:
-        0-d float64 tensor on ``z``'s device. (Reads the cluster sizes on the host: one
-        device sync.)
+        0-d float64 tensor on ``z``'s device. (Reads the cluster sizes and members on the
+        host: one device sync.)
 
     >>> import torch
     >>> g = torch.Generator().manual_seed(0)
@@ -236,21 +269,17 @@ def diffusion_spectral_mutual_information(
 
     sigma = _resolve_sigma(sigma, z, seed)
     uniq, counts = torch.unique(labels, sorted=True, return_counts=True)
-    sizes = counts.tolist()  # host sync: sizes drive the sampling
     order = torch.argsort(labels, stable=True)  # cluster members in their original order
+    host = torch.cat([counts, order]).tolist()  # one host sync: they drive the sampling
+    sizes, order_list = host[: counts.numel()], host[counts.numel() :]
 
-    jobs = _dsmi_jobs(order, sizes, repetitions=repetitions, seed=seed, max_n=max_n)
-    h = _diffusion_entropies_sets(z, [rows for _, rows in jobs], sigma, t, dtype)
-    # h_cond[c] = h of cluster c's own job; h_marg[c] = summed h of the subsets of its size
+    shapes, groups, cond, marg = _dsmi_groups(
+        order_list, sizes, repetitions=repetitions, seed=seed, max_n=max_n, device=z.device
+    )
+    h = _diffusion_entropies_groups(z, shapes, groups, sigma, t, dtype)
     # (gathered on the device: no sync)
-    keys = [key for key, _ in jobs]
-    pick = torch.tensor(
-        [[float(key == ci or key == -1 - n_c) for key in keys] for ci, n_c in enumerate(sizes)],
-        dtype=torch.float64,
-    ).to(z.device)
-    cond = torch.tensor([float(key >= 0) for key in keys], dtype=torch.float64).to(z.device)
-    h_cond = pick @ (h * cond)
-    h_marg = pick @ (h * (1 - cond))
+    h_cond = h[torch.tensor(cond, device=z.device)]
+    h_marg = h[torch.tensor(marg, device=z.device)].sum(dim=-1)
     weights = counts.to(torch.float64) / n
     mi = (weights * (h_marg / repetitions - h_cond)).sum()
     return to_base(mi, base)
