@@ -26,52 +26,58 @@ if not estimators:
     V.suggest_runs(lambda names: bool(F.info_plane_estimators(names)), "an information plane")
     V.stop_until_new_rows(runs)
 
-c1, c2, c3 = st.columns([2, 3, 1])
-est = c1.selectbox(
-    "Estimator",
-    estimators,
-    key="ip_est",
-    help="Mutual-information estimator the run logged (several can be recorded).",
-    **V.URL,
+c1, c2, c3 = st.columns([1, 1, 4], vertical_alignment="center")
+# the view's controls in popovers: the browser draws their widgets only when one is
+# opened (the page draws a button each, and a line saying what is shown)
+with c1.popover("View", icon=":material/tune:", width="stretch"):
+    est = st.selectbox(
+        "Estimator",
+        estimators,
+        key="ip_est",
+        help="Mutual-information estimator the run logged (several can be recorded).",
+        **V.URL,
+    )
+    with_est = [r for r in runs if est in estimators_by_run[r.rel]]
+    metrics = [f"info_plane/{est}/I_XT", f"info_plane/{est}/I_TY"]
+
+    def rows() -> dict[str, pd.DataFrame]:
+        return {r.rel: D.scalars(r, metrics) for r in with_est}
+
+    raw = rows()
+    steps = sorted({int(s) for df in raw.values() for s in df["step"].unique()})
+    upto = st.select_slider(
+        "Show steps up to",
+        options=[str(s) for s in steps] + ["latest"],
+        value="latest",
+        key="ip_upto",
+        help="'latest' follows a live run.",
+        **V.URL,
+    )
+    animate = st.toggle("Animate", False, key="ip_anim", help="Play the trajectories.", **V.URL)
+    points = st.selectbox(
+        "Points per trajectory",
+        [30, 60, 120, 250, 500, 1000],
+        index=1,
+        key="ip_pts",
+        help="Long trajectories are drawn with this many points, evenly spaced plus each "
+        "stretch's extremes (markers are slow to draw).",
+        **V.URL,
+    )
+layers = list(dict.fromkeys(lay for df in raw.values() for lay in D.with_layer_order(df)))
+with c2:
+    picked = V.layer_picker(
+        layers,
+        default=V.evenly_spaced(layers, 10),
+        key="ip_layers",
+        help="Trajectories drawn (at most 10 evenly spaced layers by default).",
+    )
+c3.caption(
+    f"Estimator `{est}` · steps up to {upto} · {points} points per trajectory"
+    + (" · animated" if animate else "")
 )
-with_est = [r for r in runs if est in estimators_by_run[r.rel]]
 for r in runs:
     if r not in with_est:
         st.caption(f"{r.rel}: no `{est}` information-plane metrics.")
-metrics = [f"info_plane/{est}/I_XT", f"info_plane/{est}/I_TY"]
-
-
-def rows() -> dict[str, pd.DataFrame]:
-    return {r.rel: D.scalars(r, metrics) for r in with_est}
-
-
-raw = rows()
-steps = sorted({int(s) for df in raw.values() for s in df["step"].unique()})
-layers = list(dict.fromkeys(lay for df in raw.values() for lay in D.with_layer_order(df)))
-picked = V.layer_picker(
-    layers,
-    default=V.evenly_spaced(layers, 10),
-    key="ip_layers",
-    help="Trajectories drawn (at most 10 evenly spaced layers by default).",
-)
-upto = c2.select_slider(
-    "Show steps up to",
-    options=[str(s) for s in steps] + ["latest"],
-    value="latest",
-    key="ip_upto",
-    help="'latest' follows a live run.",
-    **V.URL,
-)
-animate = c3.toggle("Animate", False, key="ip_anim", help="Play the trajectories.", **V.URL)
-points = c3.selectbox(
-    "Points per trajectory",
-    [30, 60, 120, 250, 500, 1000],
-    index=1,
-    key="ip_pts",
-    help="Long trajectories are drawn with this many points, evenly spaced plus each "
-    "stretch's extremes (markers are slow to draw).",
-    **V.URL,
-)
 
 
 @st.fragment(run_every=V.run_every(with_est))
