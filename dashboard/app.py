@@ -32,76 +32,164 @@ def pages() -> list:
     ]
 
 
+#: the sidebar's display settings: session key -> (default, the values it may take; None:
+#: a number in the range given by the widget below)
+SETTINGS = {
+    "unit": ("bits", ("bits", "nats")),
+    "smooth": (0.0, None),
+    "logx": (False, (False, True)),
+    "logy": (False, (False, True)),
+    "pts": (1000, (250, 500, 1000, 2000, 5000)),
+    "live": (True, (False, True)),
+    "every": (2, (1, 2, 5, 10, 30)),
+}
+#: set once the session's first run has read the runs and settings its URL names
+URL_READ = "_url_read"
+
+
 def sidebar(page: str) -> None:
     """Run selection and the display settings every page reads (:func:`view.settings`).
 
     Until the reader picks runs (or arrives on a URL naming some), each ``page`` (its
     URL path; ``runs`` for the first) opens on its own default runs
-    (:func:`stories.select_defaults`)."""
+    (:func:`stories.select_defaults`).
+
+    The run picker and the settings sit in popovers: the browser draws their widgets only
+    when one is opened (the run picker alone cost every page about 0.13 s of browser time).
+    The URL names them all the same: :func:`settings_from_url` and :func:`settings_to_url`
+    keep them in it, here rather than through Streamlit's widget binding, since at a page
+    change Streamlit's frontend drops the parameters of widgets it has not drawn."""
     base = data.root()
     rels = data.run_list(str(base)) if base.is_dir() else []
+    settings_from_url()
     with st.sidebar:
         st.caption(f"Runs folder: `{base}`")
         if rels:
             stories.select_defaults(base, rels, page)
-            st.multiselect(
-                "Runs",
-                rels,
-                key="run",
-                on_change=stories.mark_chosen,
-                placeholder="Pick runs",
-                help="Runs below the runs folder. Several runs are shown side by side.",
-                **view.URL,
-            )
+            with st.popover(runs_label(st.session_state.get("run")), width="stretch"):
+                st.multiselect(
+                    "Runs",
+                    rels,
+                    key="run",
+                    on_change=stories.mark_chosen,
+                    placeholder="Pick runs",
+                    help="Runs below the runs folder. Several runs are shown side by side.",
+                    persist_state="session",
+                )
         else:
             st.session_state["run"] = []
-        # Display settings in a popover: the browser draws its widgets only when it is
-        # opened (a closed popover costs the page a button, not eight widgets), while the
-        # widgets still run here every time, so their values stay bound to the URL.
         with st.popover("Display settings", icon=":material/tune:", width="stretch"):
             st.segmented_control(
                 "Units",
                 ["bits", "nats"],
-                default="bits",
                 required=True,
                 key="unit",
                 help="Information quantities are logged in nats; bits divide by ln 2.",
-                **view.URL,
+                persist_state="session",
             )
             st.slider(
                 "Smoothing",
                 0.0,
                 0.99,
-                0.0,
-                0.01,
+                step=0.01,
                 key="smooth",
                 help="Exponential moving average (TensorBoard's, debiased); the raw curve stays "
                 "faint underneath.",
-                **view.URL,
+                persist_state="session",
             )
             c1, c2 = st.columns(2)
-            c1.toggle("log x", False, key="logx", **view.URL)
-            c2.toggle("log y", False, key="logy", **view.URL)
+            c1.toggle("log x", key="logx", persist_state="session")
+            c2.toggle("log y", key="logy", persist_state="session")
             st.select_slider(
                 "Points per line",
-                options=[250, 500, 1000, 2000, 5000],
-                value=1000,
+                options=list(SETTINGS["pts"][1]),
                 key="pts",
                 help="Long series are downsampled for drawing, keeping each bucket's min and "
                 "max so spikes stay visible. CSV downloads hold every point.",
-                **view.URL,
+                persist_state="session",
             )
             c3, c4 = st.columns([3, 2])
-            c3.toggle("Live refresh", True, key="live", help="Re-read running runs.", **view.URL)
+            c3.toggle(
+                "Live refresh", key="live", help="Re-read running runs.", persist_state="session"
+            )
             c4.selectbox(
                 "every (s)",
-                [1, 2, 5, 10, 30],
-                index=1,
+                list(SETTINGS["every"][1]),
                 key="every",
                 label_visibility="collapsed",
-                **view.URL,
+                persist_state="session",
             )
         st.caption(settings_summary(view.settings(), st.session_state))
+    settings_to_url()
+
+
+def _from_url(key: str, text: str):
+    """A setting's value from its URL text, or None if it is not one it may take."""
+    default, allowed = SETTINGS[key]
+    try:
+        if isinstance(default, bool):
+            value = {"true": True, "false": False}[text.lower()]
+        elif isinstance(default, (int, float)):
+            value = type(default)(float(text))
+        else:
+            value = text
+    except (KeyError, ValueError):
+        return None
+    if allowed is None:
+        return round(value, 2) if 0.0 <= value <= 0.99 else None
+    return value if value in allowed else None
+
+
+def settings_from_url() -> None:
+    """At the session's first run, the settings the URL names (invalid ones ignored) into
+    the session state, the others at their defaults (set before the widgets are made,
+    which then take no default of their own)."""
+    state = st.session_state
+    if URL_READ in state:
+        return
+    state[URL_READ] = True
+    for key, (default, _) in SETTINGS.items():
+        text = st.query_params.get(key)
+        value = None if text is None else _from_url(key, text)
+        state[key] = default if value is None else value
+
+
+def settings_to_url() -> None:
+    """The URL names the runs shown and every setting that differs from its default."""
+    state, params = st.session_state, st.query_params
+    runs = list(state.get("run") or [])
+    if runs:
+        if params.get_all("run") != runs:
+            params["run"] = runs
+    elif "run" in params:
+        del params["run"]
+    for key, (default, _) in SETTINGS.items():
+        value = state.get(key, default)
+        text = None
+        if value != default:
+            text = (
+                ("true" if value else "false")
+                if isinstance(value, bool)
+                else f"{value:g}"
+                if isinstance(value, float)
+                else str(value)
+            )
+        if text is None:
+            if key in params:
+                del params[key]
+        elif params.get(key) != text:
+            params[key] = text
+
+
+def runs_label(runs: list[str] | None, width: int = 60) -> str:
+    """The run picker's label: the runs shown, shortened to about ``width`` characters."""
+    runs = list(runs or [])
+    if not runs:
+        return "Runs: none picked"
+    text = ", ".join(runs)
+    if len(text) > width:
+        text = text[: width - 1].rsplit(",", 1)[0] + f" … ({len(runs)} runs)"
+    return f"Runs: {text}"
 
 
 def settings_summary(s: dict, state) -> str:

@@ -47,6 +47,8 @@ def select_defaults(base: Path, rels: list[str], page: str) -> None:
     if CHOSEN not in state:  # the session's first run: did the URL name runs?
         named = [r for r in dict.fromkeys(st.query_params.get_all("run")) if r in rels]
         state[CHOSEN] = bool(named) and named != default_runs(base, rels, page)
+        if named:
+            state["run"] = named
         if named and not state[CHOSEN]:
             state[DEFAULT_FOR] = page  # the URL holds this page's default already
     if state[CHOSEN] or state.get(DEFAULT_FOR) == page:

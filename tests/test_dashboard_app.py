@@ -529,3 +529,30 @@ print(sorted(sys.modules.keys() & {{"dashboard.commands", "dashboard.serve"}}), 
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "['dashboard.commands', 'dashboard.serve'] False"
+
+
+def test_display_settings_are_read_from_the_url_and_bad_values_ignored(runs_root, monkeypatch):
+    at = open_page(
+        runs_root,
+        "runs",
+        monkeypatch,
+        run="ib/tanh",
+        unit="nats",
+        smooth="0.5",
+        logx="true",
+        pts="5000",
+        every="7",
+        live="maybe",
+    )
+    state = at.session_state
+    assert (state["unit"], state["smooth"], state["logx"], state["pts"]) == (
+        "nats",
+        0.5,
+        True,
+        5000,
+    )
+    assert state["every"] == 2 and state["live"] is True  # not values they may take: defaults
+    assert at.session_state["run"] == ["ib/tanh"]
+    # the URL names what differs from the defaults, in the form it was read from
+    assert at.query_params["unit"] == "nats" and at.query_params["logx"] == "true"
+    assert "every" not in at.query_params and "live" not in at.query_params

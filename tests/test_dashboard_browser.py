@@ -173,6 +173,24 @@ def test_widget_changes_are_written_to_the_url(server, browser):
         page.close()
 
 
+def test_runs_and_settings_stay_in_the_url_across_pages(server, browser):
+    """The run picker and the display settings sit in closed popovers (widgets the browser
+    has not drawn), yet a page change keeps them in the address, so a copied link shows
+    the same view."""
+    page = _open(browser, f"{server}/compare?run=ib/tanh&unit=nats&smooth=0.5", "Compare runs")
+    try:
+        page.locator('[data-testid="stSidebarNav"] a').filter(
+            has_text="Representations"
+        ).first.click()
+        _wait(page, "Representations")
+        page.wait_for_url("**/representations?**unit=nats**", timeout=15_000)
+        query = page.evaluate("location.search")
+        assert "run=ib%2Ftanh" in query and "smooth=0.5" in query, query
+        assert "nats" in page.inner_text('[data-testid="stSidebar"]')  # the summary line
+    finally:
+        page.close()
+
+
 def test_language_model_tabs_draw_the_open_section(server, browser):
     """Only the open tab's charts are drawn; another tab draws its own and names itself in
     the URL."""
