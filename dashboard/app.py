@@ -39,7 +39,7 @@ SETTINGS = {
     "smooth": (0.0, None),
     "logx": (False, (False, True)),
     "logy": (False, (False, True)),
-    "pts": (1000, (250, 500, 1000, 2000, 5000)),
+    "pts": (500, (250, 500, 1000, 2000, 5000)),  # ~2 pixels a point on a wide chart
     "live": (True, (False, True)),
     "every": (2, (1, 2, 5, 10, 30)),
 }

@@ -72,7 +72,7 @@ def settings() -> dict:
         "smoothing": float(s.get("smooth", 0.0) or 0.0),
         "log_x": bool(s.get("logx", False)),
         "log_y": bool(s.get("logy", False)),
-        "max_points": int(s.get("pts", 1000) or 1000),
+        "max_points": int(s.get("pts", 500) or 500),
     }
 
 
