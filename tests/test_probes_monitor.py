@@ -721,9 +721,10 @@ def test_every_accepts_cadences():
     assert [s for s in range(12) if mon.step(s)] == [2, 6, 10]
 
 
-def test_budget_postpones_expensive_metrics(tmp_path, monkeypatch):
-    """A fake clock: each training step takes 1 s, the expensive metric 0.5 s; with a 5%
-    budget it runs about once per ten steps, cheap metrics every step."""
+@pytest.fixture()
+def fake_clock(monkeypatch):
+    """``time.perf_counter`` as a list the test advances (``clock[0] += seconds``), and the
+    expensive metric ``test/expensive``, which takes 0.5 s of it per call."""
     import time as time_module
 
     clock = [1000.0]
@@ -735,19 +736,26 @@ def test_budget_postpones_expensive_metrics(tmp_path, monkeypatch):
 
     register_metric("test/expensive", expensive, expensive=True, overwrite=True)
     try:
-        mon = Monitor(mlp(), tmp_path, layers=["1"], probe_inputs=data()[0], every=1,
-                      metrics=["act_stats", "test/expensive"], budget=0.05)  # fmt: skip
-        ran, cheap, shares = [], [], []
-        for s in range(100):
-            clock[0] += 1.0  # the user's training step
-            out = mon.step(s)
-            cheap.append(("act/mean", "1") in out)
-            if ("test/expensive", "1") in out:
-                ran.append(s)
-            shares.append(0.5 * len(ran) / (s + 1))  # monitor time / training time
-        mon.close()
+        yield clock
     finally:
         unregister_metric("test/expensive")
+
+
+def test_budget_postpones_expensive_metrics(tmp_path, fake_clock):
+    """A fake clock: each training step takes 1 s, the expensive metric 0.5 s; with a 5%
+    budget it runs about once per ten steps, cheap metrics every step."""
+    clock = fake_clock
+    mon = Monitor(mlp(), tmp_path, layers=["1"], probe_inputs=data()[0], every=1,
+                  metrics=["act_stats", "test/expensive"], budget=0.05)  # fmt: skip
+    ran, cheap, shares = [], [], []
+    for s in range(100):
+        clock[0] += 1.0  # the user's training step
+        out = mon.step(s)
+        cheap.append(("act/mean", "1") in out)
+        if ("test/expensive", "1") in out:
+            ran.append(s)
+        shares.append(0.5 * len(ran) / (s + 1))  # monitor time / training time
+    mon.close()
     assert all(cheap)  # cheap metrics keep their cadence
     assert ran[0] == 0  # the first expensive record runs whatever it costs
     assert 9 <= len(ran) <= 10, ran  # budget * time / cost
@@ -761,40 +769,25 @@ def test_budget_postpones_expensive_metrics(tmp_path, monkeypatch):
     assert list(ev.kind) == ["probe_deferred"]  # said once, not at every postponement
 
 
-def test_default_budget_leaves_room_for_what_it_cannot_time(monkeypatch):
+def test_default_budget_leaves_room_for_what_it_cannot_time(fake_clock):
     """4% by default (Monitor docstring: ~1% of the overhead is outside the monitor's
     clock): with a fake clock the expensive metric keeps the share within 4%."""
-    import time as time_module
-
-    clock = [1000.0]
-    monkeypatch.setattr(time_module, "perf_counter", lambda: clock[0])
-
-    def expensive(z):
-        clock[0] += 0.5
-        return z.std()
-
-    register_metric("test/expensive", expensive, expensive=True, overwrite=True)
-    try:
-        mon = Monitor(mlp(), None, layers=["1"], probe_inputs=data()[0], every=1,
-                      metrics=["test/expensive"], collapse=False)  # fmt: skip
-        for s in range(200):
-            clock[0] += 1.0
-            mon.step(s)
-        mon.close()
-    finally:
-        unregister_metric("test/expensive")
+    clock = fake_clock
+    mon = Monitor(mlp(), None, layers=["1"], probe_inputs=data()[0], every=1,
+                  metrics=["test/expensive"], collapse=False)  # fmt: skip
+    for s in range(200):
+        clock[0] += 1.0
+        mon.step(s)
+    mon.close()
     assert mon.budget == 0.04
     assert mon._t_monitor <= 0.04 * 200 + 1e-9
     assert mon._t_monitor / (clock[0] - 1001.0 - mon._t_monitor) > 0.035  # used, not idle
 
 
-def test_budget_counts_live_hooks(monkeypatch):
+def test_budget_counts_live_hooks(fake_clock):
     """Live mode: the hooks run in the user's forward, outside step(); their time counts
     towards the monitor's share (here 0.2 s a capture on a fake clock)."""
-    import time as time_module
-
-    clock = [1000.0]
-    monkeypatch.setattr(time_module, "perf_counter", lambda: clock[0])
+    clock = fake_clock
 
     def slow_select(out):
         clock[0] += 0.2
@@ -817,13 +810,10 @@ def test_budget_counts_live_hooks(monkeypatch):
     assert mon._t_monitor == pytest.approx(0.2 * 3)
 
 
-def test_budget_counts_writing_a_record(monkeypatch):
+def test_budget_counts_writing_a_record(fake_clock):
     """A record's expected cost includes writing it (here a TensorBoard mirror taking
     0.1 s a row): with only the metric's 0.5 s counted, the share would overshoot."""
-    import time as time_module
-
-    clock = [1000.0]
-    monkeypatch.setattr(time_module, "perf_counter", lambda: clock[0])
+    clock = fake_clock
 
     class SlowBoard:
         def add_scalar(self, tag, value, step):
@@ -832,23 +822,15 @@ def test_budget_counts_writing_a_record(monkeypatch):
         def flush(self):
             pass
 
-    def expensive(z):
-        clock[0] += 0.5
-        return z.std()
-
-    register_metric("test/expensive", expensive, expensive=True, overwrite=True)
-    try:
-        mon = Monitor(mlp(), None, layers=["1"], probe_inputs=data()[0], every=1,
-                      metrics=["test/expensive"], budget=0.05, collapse=False,
-                      tensorboard=SlowBoard())  # fmt: skip
-        shares, t0 = [], clock[0]
-        for s in range(300):
-            clock[0] += 1.0  # the user's training step
-            mon.step(s)
-            shares.append(mon._t_monitor / (clock[0] - t0 - mon._t_monitor))
-        mon.close()
-    finally:
-        unregister_metric("test/expensive")
+    mon = Monitor(mlp(), None, layers=["1"], probe_inputs=data()[0], every=1,
+                  metrics=["test/expensive"], budget=0.05, collapse=False,
+                  tensorboard=SlowBoard())  # fmt: skip
+    shares, t0 = [], clock[0]
+    for s in range(300):
+        clock[0] += 1.0  # the user's training step
+        mon.step(s)
+        shares.append(mon._t_monitor / (clock[0] - t0 - mon._t_monitor))
+    mon.close()
     ran = 300 - mon.deferred["test/expensive"]
     assert mon._t_monitor == pytest.approx(0.7 * ran)  # the metric and its two rows
     assert 18 <= ran <= 22, ran  # budget * time / cost
