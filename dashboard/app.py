@@ -32,17 +32,6 @@ def pages() -> list:
     ]
 
 
-#: the sidebar's display settings: session key -> (default, the values it may take; None:
-#: a number in the range given by the widget below)
-SETTINGS = {
-    "unit": ("bits", ("bits", "nats")),
-    "smooth": (0.0, None),
-    "logx": (False, (False, True)),
-    "logy": (False, (False, True)),
-    "pts": (500, (250, 500, 1000, 2000, 5000)),  # ~2 pixels a point on a wide chart
-    "live": (True, (False, True)),
-    "every": (2, (1, 2, 5, 10, 30)),
-}
 #: set once the session's first run has read the runs and settings its URL names
 URL_READ = "_url_read"
 
@@ -90,7 +79,7 @@ def sidebar(page: str) -> None:
             st.slider(
                 "Smoothing",
                 0.0,
-                0.99,
+                view.SMOOTHING_MAX,
                 step=0.01,
                 key="smooth",
                 help="Exponential moving average (TensorBoard's, debiased); the raw curve stays "
@@ -102,7 +91,7 @@ def sidebar(page: str) -> None:
             c2.toggle("log y", key="logy", persist_state="session")
             st.select_slider(
                 "Points per line",
-                options=list(SETTINGS["pts"][1]),
+                options=list(view.SETTINGS["pts"][1]),
                 key="pts",
                 help="Long series are downsampled for drawing, keeping each bucket's min and "
                 "max so spikes stay visible. CSV downloads hold every point.",
@@ -114,18 +103,18 @@ def sidebar(page: str) -> None:
             )
             c4.selectbox(
                 "every (s)",
-                list(SETTINGS["every"][1]),
+                list(view.SETTINGS["every"][1]),
                 key="every",
                 label_visibility="collapsed",
                 persist_state="session",
             )
-        st.caption(settings_summary(view.settings(), st.session_state))
+        st.caption(settings_summary(view.settings()))
     settings_to_url()
 
 
 def _from_url(key: str, text: str):
     """A setting's value from its URL text, or None if it is not one it may take."""
-    default, allowed = SETTINGS[key]
+    default, allowed = view.SETTINGS[key]
     try:
         if isinstance(default, bool):
             value = {"true": True, "false": False}[text.lower()]
@@ -136,7 +125,7 @@ def _from_url(key: str, text: str):
     except (KeyError, ValueError):
         return None
     if allowed is None:
-        return round(value, 2) if 0.0 <= value <= 0.99 else None
+        return round(value, 2) if 0.0 <= value <= view.SMOOTHING_MAX else None
     return value if value in allowed else None
 
 
@@ -148,7 +137,7 @@ def settings_from_url() -> None:
     if URL_READ in state:
         return
     state[URL_READ] = True
-    for key, (default, _) in SETTINGS.items():
+    for key, (default, _) in view.SETTINGS.items():
         text = st.query_params.get(key)
         value = None if text is None else _from_url(key, text)
         state[key] = default if value is None else value
@@ -163,22 +152,20 @@ def settings_to_url() -> None:
             params["run"] = runs
     elif "run" in params:
         del params["run"]
-    for key, (default, _) in SETTINGS.items():
-        value = state.get(key, default)
-        text = None
-        if value != default:
-            text = (
-                ("true" if value else "false")
-                if isinstance(value, bool)
-                else f"{value:g}"
-                if isinstance(value, float)
-                else str(value)
-            )
-        if text is None:
+    for key, (default, _) in view.SETTINGS.items():
+        value = view.setting(key)
+        if value == default:
             if key in params:
                 del params[key]
-        elif params.get(key) != text:
-            params[key] = text
+        elif params.get(key) != _url_text(value):
+            params[key] = _url_text(value)
+
+
+def _url_text(value) -> str:
+    """A setting's value as the URL writes it (what :func:`_from_url` reads)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def runs_label(runs: list[str] | None, width: int = 60) -> str:
@@ -192,7 +179,7 @@ def runs_label(runs: list[str] | None, width: int = 60) -> str:
     return f"Runs: {text}"
 
 
-def settings_summary(s: dict, state) -> str:
+def settings_summary(s: dict) -> str:
     """One line saying what the display settings are (shown under the closed popover)."""
     parts = [s["unit"]]
     if s["smoothing"] > 0:
@@ -201,7 +188,7 @@ def settings_summary(s: dict, state) -> str:
     if axes:
         parts.append("log " + " and ".join(axes))
     parts.append(f"{s['max_points']} points per line")
-    parts.append(f"live every {state.get('every', 2)} s" if state.get("live", True) else "live off")
+    parts.append(f"live every {view.setting('every')} s" if view.setting("live") else "live off")
     return " · ".join(parts)
 
 

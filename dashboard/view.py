@@ -64,24 +64,43 @@ def no_runs_message(base: Path) -> None:
 
 
 # ------------------------------------------------------------------- view controls
+#: the sidebar's display settings (made in :mod:`dashboard.app`): session key -> (default,
+#: the values it may take; None: a number from 0 to SMOOTHING_MAX)
+SMOOTHING_MAX = 0.99
+SETTINGS = {
+    "unit": ("bits", ("bits", "nats")),
+    "smooth": (0.0, None),
+    "logx": (False, (False, True)),
+    "logy": (False, (False, True)),
+    "pts": (500, (250, 500, 1000, 2000, 5000)),  # ~2 pixels a point on a wide chart
+    "live": (True, (False, True)),
+    "every": (2, (1, 2, 5, 10, 30)),
+}
+
+
+def setting(key: str):
+    """The display setting ``key`` of this session (its default until it is set)."""
+    value = st.session_state.get(key)
+    return SETTINGS[key][0] if value is None else value
+
+
 def settings() -> dict:
     """The sidebar's shared display settings (see :mod:`dashboard.app`)."""
-    s = st.session_state
     return {
-        "unit": s.get("unit") or "bits",
-        "smoothing": float(s.get("smooth", 0.0) or 0.0),
-        "log_x": bool(s.get("logx", False)),
-        "log_y": bool(s.get("logy", False)),
-        "max_points": int(s.get("pts", 500) or 500),
+        "unit": setting("unit"),
+        "smoothing": float(setting("smooth")),
+        "log_x": bool(setting("logx")),
+        "log_y": bool(setting("logy")),
+        "max_points": int(setting("pts")),
     }
 
 
 def run_every(runs: list[Run]) -> float | None:
     """Refresh period for fragments: only when live refresh is on and a run is running."""
-    if not st.session_state.get("live", True):
+    if not setting("live"):
         return None
     if any(r.live for r in runs):
-        return float(st.session_state.get("every", 2) or 2)
+        return float(setting("every"))
     return None
 
 

@@ -326,6 +326,7 @@ def add_onset_markers(
         pts = onsets.get(title)
         if pts is None or pts.empty:
             continue
+        xaxis, yaxis = _panel_axes(p)
         fig.add_trace(
             go.Scatter(
                 x=pts["I_XT"].to_numpy(dtype=np.float64),
@@ -343,8 +344,8 @@ def add_onset_markers(
                 hovertemplate=f"<b>compression onset</b> · {title} · %{{customdata[0]}}"
                 f"<br>step %{{customdata[1]}}<br>I(X;T) %{{x:.6g}} {unit}<br>I(T;Y) "
                 f"%{{y:.6g}} {unit}<br>%{{customdata[2]}}<extra></extra>",
-                xaxis=_panel_axes(p)[0],
-                yaxis=_panel_axes(p)[1],
+                xaxis=xaxis,
+                yaxis=yaxis,
             )
         )
         shown = True
