@@ -556,3 +556,26 @@ def test_display_settings_are_read_from_the_url_and_bad_values_ignored(runs_root
     # the URL names what differs from the defaults, in the form it was read from
     assert at.query_params["unit"] == "nats" and at.query_params["logx"] == "true"
     assert "every" not in at.query_params and "live" not in at.query_params
+
+
+def test_no_page_relies_on_streamlit_magic():
+    # `infoscope dashboard` serves with runner.magicEnabled off (a session's first run
+    # then compiles the scripts without rewriting them): a bare expression meant to be
+    # written to the page would silently show nothing there
+    import ast
+
+    from dashboard.serve import streamlit_command
+
+    cmd = streamlit_command("runs")
+    assert cmd[cmd.index("--runner.magicEnabled") + 1] == "false"
+    scripts = sorted((REPO / "dashboard").rglob("*.py")) + [REPO / "app.py"]
+    bare = []
+    for path in scripts:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Expr) and not isinstance(
+                node.value, (ast.Call, ast.Await, ast.Yield, ast.YieldFrom)
+            ):
+                if isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
+                    continue  # docstrings
+                bare.append(f"{path.name}:{node.lineno}")
+    assert len(scripts) > 10 and bare == []

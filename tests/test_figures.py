@@ -389,3 +389,55 @@ def test_figures_import_neither_streamlit_nor_torch():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO
     )
     assert out.stdout.split() == ["False", "False"]
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.6])
+def test_line_band_and_timeline_figures_pass_plotly_validation(smoothing):
+    # these figures are assembled from plain dicts without Plotly's validation (they are
+    # rebuilt at every live refresh): a misspelt property would reach the browser unnoticed
+    import plotly.graph_objects as go
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(
+        {
+            "series": np.repeat(["a", "b"], 300),
+            "step": np.tile(np.arange(300), 2),
+            "value": rng.normal(size=600),
+        }
+    )
+    lines = F.line_figure(
+        frame,
+        smoothing=smoothing,
+        log_x=True,
+        title="t",
+        y_title="y",
+        highlight=["a"],
+        marks=[(10, "#d62728", "alert")],
+        max_points=100,
+    )
+    wide = pd.DataFrame(
+        {"step": np.arange(50), **{c: rng.random(50) for c in ("mean", "q25", "q50", "q75")}}
+    )
+    band = F.quantile_band_figure({"run": wide}, log_x=True, y_title="H")
+    alerts = pd.DataFrame(
+        {
+            "id": [1, 2],
+            "step": [5, 9],
+            "indicator": ["rank_collapse", "loss_divergence"],
+            "severity": ["warning", "critical"],
+            "layer": ["l0", None],
+            "message": ["m1", "m2"],
+            "evidence": [{"metric": "x"}, {}],
+            "run": ["r", "r"],
+        }
+    )
+    timeline = F.alert_timeline_figure(alerts, log_x=True)
+    for fig, n in ((lines, 4 if smoothing else 2), (band, 4), (timeline, 2)):
+        spec = fig.to_dict()
+        checked = go.Figure(spec)  # raises on an unknown property or a bad value
+        assert len(checked.data) == n
+        assert checked.layout.xaxis.type == "log"
+    assert lines.layout.title.text == "t" and lines.layout.yaxis.title.text == "y"
+    assert [s.x0 for s in go.Figure(lines.to_dict()).layout.shapes] == [1.0]  # log10(10)
+    order = [i for i in F.INDICATOR_INFO if i in ("rank_collapse", "loss_divergence")]
+    assert list(go.Figure(timeline.to_dict()).layout.yaxis.categoryarray) == order[::-1]

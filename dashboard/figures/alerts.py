@@ -178,7 +178,7 @@ def alert_timeline_figure(
         return empty_figure("no alerts raised")
     order = [i for i in INDICATOR_INFO if i in set(alerts["indicator"])]
     order += [i for i in pd.unique(alerts["indicator"]) if i not in order]
-    fig = go.Figure()
+    traces = []
     for sev in schema.SEVERITIES:
         sub = alerts[alerts["severity"] == sev]
         if sub.empty:
@@ -187,8 +187,9 @@ def alert_timeline_figure(
         layer = [lay if isinstance(lay, str) else "—" for lay in sub["layer"]]
         run = sub["run"].astype(str).tolist() if "run" in sub else [""] * len(sub)
         ids = sub["id"].astype(str).tolist() if "id" in sub else [""] * len(sub)
-        fig.add_trace(
-            go.Scatter(
+        traces.append(
+            dict(
+                type="scatter",
                 x=sub["step"].to_numpy(),
                 y=sub["indicator"].astype(str).to_numpy(),
                 mode="markers",
@@ -213,14 +214,15 @@ def alert_timeline_figure(
                 "<extra></extra>",
             )
         )
-    fig.update_layout(
+    layout = dict(
         height=height or max(220, 40 * len(order) + 110),
         margin=dict(l=10, r=10, t=20, b=10),
         legend=dict(orientation="h", y=1.08),
+        yaxis=dict(categoryorder="array", categoryarray=order[::-1], type="category"),
+        xaxis=dict(title=dict(text="step"), type=axis_type(log_x)),
     )
-    fig.update_yaxes(categoryorder="array", categoryarray=order[::-1], type="category")
-    fig.update_xaxes(title="step", type=axis_type(log_x))
-    return fig
+    # plain dicts without Plotly's validation (see dashboard.figures.lines.line_figure)
+    return go.Figure(dict(data=traces, layout=layout), _validate=False)
 
 
 def _short_json(obj, limit: int = 160) -> str:

@@ -38,9 +38,9 @@ def quantile_band_figure(
     q95``. The q05-q95 band is light, q25-q75 darker, the median dashed, the mean solid.
     Points are chosen with :func:`minmax_indices` on the mean.
     """
-    fig = go.Figure()
     if not panels or all(df.empty for df in panels.values()):
         return empty_figure("no token-entropy data")
+    traces: list[dict] = []
     for i, (run, df) in enumerate(panels.items()):
         if df.empty:
             continue
@@ -52,23 +52,20 @@ def quantile_band_figure(
         x = d["step"].to_numpy()
         for lo, hi, alpha in (("q05", "q95", 0.12), ("q25", "q75", 0.25)):
             if lo in d and hi in d:
-                fig.add_trace(
-                    go.Scatter(
-                        x=x,
+                edge = dict(type="scatter", x=x, mode="lines", line=dict(width=0))
+                traces.append(
+                    dict(
+                        edge,
                         y=d[lo].to_numpy(),
-                        mode="lines",
-                        line=dict(width=0),
                         legendgroup=run,
                         showlegend=False,
                         hoverinfo="skip",
                     )
                 )
-                fig.add_trace(
-                    go.Scatter(
-                        x=x,
+                traces.append(
+                    dict(
+                        edge,
                         y=d[hi].to_numpy(),
-                        mode="lines",
-                        line=dict(width=0),
                         fill="tonexty",
                         fillcolor=rgba(color, alpha),
                         name=f"{run} {lo}–{hi}",
@@ -80,8 +77,9 @@ def quantile_band_figure(
                     )
                 )
         if "q50" in d:
-            fig.add_trace(
-                go.Scatter(
+            traces.append(
+                dict(
+                    type="scatter",
                     x=x,
                     y=d["q50"].to_numpy(),
                     mode="lines",
@@ -92,8 +90,9 @@ def quantile_band_figure(
                 )
             )
         if "mean" in d:
-            fig.add_trace(
-                go.Scatter(
+            traces.append(
+                dict(
+                    type="scatter",
                     x=x,
                     y=d["mean"].to_numpy(),
                     mode="lines",
@@ -103,10 +102,14 @@ def quantile_band_figure(
                     hovertemplate=f"{run} mean<br>step %{{x}}<br>%{{y:.10g}}<extra></extra>",
                 )
             )
-    fig.update_layout(height=height, margin=dict(l=10, r=10, t=20, b=10))
-    fig.update_xaxes(title="step", type=axis_type(log_x))
-    fig.update_yaxes(title=y_title)
-    return fig
+    layout = dict(
+        height=height,
+        margin=dict(l=10, r=10, t=20, b=10),
+        xaxis=dict(title=dict(text="step"), type=axis_type(log_x)),
+        yaxis=dict(title=dict(text=y_title)),
+    )
+    # plain dicts without Plotly's validation (see dashboard.figures.lines.line_figure)
+    return go.Figure(dict(data=traces, layout=layout), _validate=False)
 
 
 def attention_frame(scalars: pd.DataFrame, *, normalized: bool = False) -> pd.DataFrame:

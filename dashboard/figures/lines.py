@@ -23,8 +23,7 @@ from dashboard.figures.common import (
 )
 
 
-def _add_series(
-    fig: go.Figure,
+def _series_traces(
     x: np.ndarray,
     y: np.ndarray,
     *,
@@ -32,67 +31,54 @@ def _add_series(
     color: str,
     smoothing: float,
     max_points: int,
-    row: int | None = None,
-    col: int | None = None,
     showlegend: bool = True,
     width: float = 1.8,
     faded: bool = False,
-) -> None:
-    """One series: faint raw curve under the smoothed one, both downsampled alike."""
+) -> list[dict]:
+    """One series as Plotly trace dicts: faint raw curve under the smoothed one, both
+    downsampled alike."""
     order = np.argsort(x, kind="stable")
     x, y = x[order], y[order]
     shown = np.where(np.isfinite(y), y, np.nan)  # plotly cannot draw +/-inf
     idx = minmax_indices(shown, max_points)
     xs, raw = compact_steps(x[idx]), y[idx]
-    where = {} if row is None else {"row": row, "col": col}
     line_alpha = 0.25 if faded else 1.0
-    hover_raw = f"<b>{name}</b><br>step %{{x}}<br>value %{{customdata:.10g}}<extra></extra>"
+    common = dict(type="scatter", x=xs, name=name, legendgroup=name)
     if smoothing > 0:
         sm = smooth_ema(y, smoothing)[idx]
-        fig.add_trace(
-            go.Scatter(
-                x=xs,
+        return [
+            dict(
+                common,
                 y=shown[idx],
                 mode="lines",
-                name=name,
-                legendgroup=name,
                 showlegend=False,
                 line=dict(color=rgba(color, 0.22 * line_alpha), width=1),
                 hoverinfo="skip",
             ),
-            **where,
-        )
-        fig.add_trace(
-            go.Scatter(
-                x=xs,
+            dict(
+                common,
                 y=sm,
                 customdata=raw,
                 mode="lines",
-                name=name,
-                legendgroup=name,
                 showlegend=showlegend,
                 line=dict(color=rgba(color, line_alpha), width=width),
                 hovertemplate=f"<b>{name}</b><br>step %{{x}}<br>smoothed %{{y:.6g}}"
                 "<br>value %{customdata:.10g}<extra></extra>",
             ),
-            **where,
+        ]
+    return [
+        dict(
+            common,
+            y=shown[idx],
+            customdata=raw,
+            mode="lines+markers" if len(xs) <= 60 else "lines",
+            marker=dict(size=4),
+            showlegend=showlegend,
+            line=dict(color=rgba(color, line_alpha), width=width),
+            hovertemplate=f"<b>{name}</b><br>step %{{x}}<br>value %{{customdata:.10g}}"
+            "<extra></extra>",
         )
-    else:
-        fig.add_trace(
-            go.Scatter(
-                x=xs,
-                y=shown[idx],
-                customdata=raw,
-                mode="lines+markers" if len(xs) <= 60 else "lines",
-                marker=dict(size=4),
-                name=name,
-                legendgroup=name,
-                showlegend=showlegend,
-                line=dict(color=rgba(color, line_alpha), width=width),
-                hovertemplate=hover_raw,
-            ),
-            **where,
-        )
+    ]
 
 
 def _vline_x(step: float, log_x: bool) -> float:
@@ -128,7 +114,6 @@ def line_figure(
     """
     if frame.empty:
         return empty_figure("no data")
-    fig = go.Figure()
     highlight = set(highlight or ())
     labels = series_order(frame[series])
     xs_all = frame[x].to_numpy()
@@ -136,13 +121,13 @@ def line_figure(
     codes = pd.Categorical(frame[series].astype(object), categories=labels).codes
     order = np.argsort(codes, kind="stable")
     bounds = np.searchsorted(codes[order], np.arange(len(labels) + 1))
+    traces: list[dict] = []
     for i, label in enumerate(labels):
         sel = order[bounds[i] : bounds[i + 1]]
         if sel.size == 0:
             continue
         is_hi = label in highlight
-        _add_series(
-            fig,
+        traces += _series_traces(
             xs_all[sel],
             ys_all[sel],
             name=str(label),
@@ -152,8 +137,8 @@ def line_figure(
             width=3.5 if is_hi else 1.8,
             faded=bool(highlight) and not is_hi,
         )
-    for step, color, label in marks:
-        fig.add_shape(
+    shapes = [
+        dict(
             type="line",
             xref="x",
             yref="paper",
@@ -164,16 +149,23 @@ def line_figure(
             line=dict(color=color, width=1.5, dash="dot"),
             label=dict(text=label, textposition="end", font=dict(size=10, color=color)),
         )
-    fig.update_layout(
-        title=title,
+        for step, color, label in marks
+    ]
+    layout = dict(
         height=height,
         margin=dict(l=10, r=10, t=40 if title else 20, b=10),
         hovermode="closest",
         legend=dict(orientation="h", y=-0.25, x=0) if legend_below else dict(orientation="v"),
+        xaxis=dict(title=dict(text="step"), type=axis_type(log_x)),
+        yaxis=dict(title=dict(text=y_title), type=axis_type(log_y)),
     )
-    fig.update_xaxes(title="step", type=axis_type(log_x))
-    fig.update_yaxes(title=y_title, type=axis_type(log_y))
-    return fig
+    if title:
+        layout["title"] = dict(text=title)
+    if shapes:
+        layout["shapes"] = shapes
+    # assembled from plain dicts without Plotly's validation (what it checks is fixed
+    # here; validating a few thousand points per trace cost most of a page's script time)
+    return go.Figure(dict(data=traces, layout=layout), _validate=False)
 
 
 def small_multiples_figure(
@@ -215,18 +207,16 @@ def small_multiples_figure(
             sub = part[part[series] == label]
             if sub.empty:
                 continue
-            _add_series(
-                fig,
+            for trace in _series_traces(
                 sub["step"].to_numpy(),
                 sub["value"].to_numpy(dtype=np.float64),
                 name=str(label),
                 color=series_color(i),
                 smoothing=smoothing,
                 max_points=max_points,
-                row=r,
-                col=c,
                 showlegend=k == 0,
-            )
+            ):
+                fig.add_trace(trace, row=r, col=c)
     fig.update_layout(
         height=max(240, 190 * rows + 60),
         margin=dict(l=10, r=10, t=40, b=10),
