@@ -171,7 +171,12 @@ class Output:
             if type(v) is torch.Tensor and v.numel() == 1:  # (the loss: the short path)
                 # on the CPU the value costs less than a detached tensor; elsewhere it
                 # would be a device sync
-                pending.append((step, name, v.item() if v.is_cpu else v.detach()))
+                if v.is_cpu:
+                    pending.append((step, name, v.item()))
+                    if k not in self._cpu_scalars:  # (step()'s quiet path: see there)
+                        self._cpu_scalars[k] = name
+                else:
+                    pending.append((step, name, v.detach()))
             else:
                 self._buffer(step, {name: v})
 
