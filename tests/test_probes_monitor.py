@@ -933,3 +933,50 @@ def test_detector_context_from_the_probe_batch_and_the_model(tmp_path):
         Monitor(mlp(), None, layers=["1"], probe_inputs=x, collapse={"patiense": 1})
     assert _math.isfinite(ctx.label_entropy)
 
+
+def test_layer_norms_count_shared_parameters_in_each_layer():
+    """grad_norm / weight_norm per layer: the root of the sum of squares of that layer's
+    parameters (one product for all layers), a parameter shared by two layers counted in
+    both, a layer without gradients left out; the whole model counts each parameter once
+    (each parameter's norm is taken in its dtype: float32 precision)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 4), nn.Tanh(), nn.Linear(4, 4, bias=False), nn.Linear(4, 2))
+    model[2].weight = model[0].weight  # tied
+    model[3].requires_grad_(False)
+    model(torch.randn(8, 4)).square().sum().backward()
+    mon = Monitor(model, None, every=1, metrics=["grad_norm", "weight_norm"], collapse=False)
+    out = mon.step(0)
+
+    def norm(tensors):
+        return math.sqrt(sum(float(t.detach().double().square().sum()) for t in tensors))
+
+    w0, b0, w3, b3 = model[0].weight, model[0].bias, model[3].weight, model[3].bias
+    assert out[("weight/norm", "0")] == pytest.approx(norm([w0, b0]), rel=1e-6)
+    assert out[("weight/norm", "2")] == pytest.approx(norm([w0]), rel=1e-6)
+    assert out[("weight/norm", "3")] == pytest.approx(norm([w3, b3]), rel=1e-6)
+    assert out[("weight/norm", None)] == pytest.approx(norm([w0, b0, w3, b3]), rel=1e-6)
+    assert out[("grad/norm", "0")] == pytest.approx(norm([w0.grad, b0.grad]), rel=1e-6)
+    assert out[("grad/norm", "2")] == pytest.approx(norm([w0.grad]), rel=1e-6)
+    assert ("grad/norm", "3") not in out  # frozen: no gradient
+    assert out[("grad/norm", None)] == pytest.approx(norm([w0.grad, b0.grad]), rel=1e-6)
+    model[0].bias.grad = None  # another set of parameters with gradients: another plan
+    out = mon.step(1)
+    assert out[("grad/norm", "0")] == pytest.approx(norm([w0.grad]), rel=1e-6)
+    mon.close()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_activation_std_is_the_population_std(dtype):
+    """act/std equals torch.std(correction=0) to the dtype's precision, and the
+    activations are left as they were (the deviations are squared in a copy)."""
+    g = torch.Generator().manual_seed(0)
+    for shape in [(500, 256), (64, 10), (3, 1)]:
+        z = (torch.randn(shape, generator=g) * 3 + 1).tanh().to(dtype)
+        before = z.clone()
+        got = activation_stats(z)
+        assert torch.equal(z, before)
+        rel = 1e-6 if dtype == torch.float32 else 1e-12
+        want = z.double().std(correction=0).item()
+        assert got["act/std"].dtype == dtype
+        assert got["act/std"].item() == pytest.approx(want, rel=rel)
+        assert got["act/mean"].item() == pytest.approx(z.double().mean().item(), rel=rel)
