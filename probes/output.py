@@ -18,6 +18,7 @@ TensorBoard that fails is switched off (:meth:`Output._safe_tb`).
 from __future__ import annotations
 
 import logging
+import operator
 import time
 import warnings
 from collections.abc import Callable, Mapping
@@ -42,6 +43,7 @@ __all__ = ["Output", "float_values", "to_floats", "MAX_PENDING_SCALARS"]
 logger = logging.getLogger("infoscope.probes")
 
 _OOM = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+_step_of = operator.itemgetter(0)
 #: Buffered scalars that make ``step`` write them even when nothing is recorded.
 MAX_PENDING_SCALARS = 2048
 
@@ -171,7 +173,12 @@ class Output:
             if type(v) is torch.Tensor and v.numel() == 1:  # (the loss: the short path)
                 # on the CPU the value costs less than a detached tensor; elsewhere it
                 # would be a device sync
-                pending.append((step, name, v.item() if v.is_cpu else v.detach()))
+                if v.is_cpu:
+                    pending.append((step, name, v.item()))
+                    if k not in self._cpu_scalars:  # (step()'s quiet path: see there)
+                        self._cpu_scalars[k] = name
+                else:
+                    pending.append((step, name, v.detach()))
             else:
                 self._buffer(step, {name: v})
 
@@ -244,8 +251,9 @@ class Output:
                 lambda: self.writer.event(step, kind, message, source=source, detail=detail)
             )
 
-    def _emit(self, rows: list[tuple[int, str, str | None, float]]) -> None:
-        """Write rows, mirror them to TensorBoard, run the collapse detectors."""
+    def _emit(self, rows: list[tuple[int, str, str | None, float]], *, ordered=False) -> None:
+        """Write rows, mirror them to TensorBoard, run the collapse detectors (which take
+        the rows in step order: ``ordered`` says they are already)."""
         if not rows:
             return
         if self.writer is not None:
@@ -259,7 +267,7 @@ class Output:
             self._safe_tb(mirror)
         if self.collapse is not None:
             try:
-                alerts = self.collapse.feed(sorted(rows, key=lambda r: r[0]))
+                alerts = self.collapse.feed(rows if ordered else sorted(rows, key=_step_of))
             except Exception as exc:
                 self._failure(rows[-1][0], "collapse", exc)
                 alerts = []

@@ -78,7 +78,7 @@ class Recorder:
         seconds = time.perf_counter() - t0
         out[("probe/seconds", None)] = seconds
         self.last = out
-        self._emit([(step, m, lay, v) for (m, lay), v in out.items()])
+        self._emit([(step, m, lay, v) for (m, lay), v in out.items()], ordered=True)
         expensive = tuple(a.key for a in due if a.defn.expensive)
         if expensive:  # what a record of these costs, for the budget: writing it included
             self._record_costs[expensive] = time.perf_counter() - t0

@@ -327,6 +327,48 @@ def test_scalars_on_quiet_steps(tmp_path):
     assert rows[(n - 1, "train/lr", None)] == 0.5 * (n - 1)
 
 
+def test_quiet_steps_keep_values_not_tensors(tmp_path):
+    """A keyword whose first value is a CPU tensor (the loss) is taken as a float on quiet
+    steps without asking its device again: no tensor, and so no autograd graph, is kept
+    between records; other keywords take the checked path."""
+    model = mlp()
+    x, y = data()
+    opt = SGD(model.parameters(), lr=0.1)
+    mon = Monitor(model, tmp_path, probe_inputs=x, every=Steps([0, 50]), metrics=["act_stats"])
+    losses = []
+    for s in range(0, 40, 2):  # a stride of 2
+        loss = train_step(model, opt, x, y)
+        assert loss.requires_grad and loss.grad_fn is not None
+        losses.append(loss.item())
+        lr = 0.1 if s < 10 else torch.tensor(0.5)  # a float first, then a tensor
+        mon.step(s, loss=loss, lr=lr)
+        assert mon._last_step == s
+        if s == 8:
+            assert mon._cpu_scalars == {"loss": "train/loss"}  # (lr: floats so far)
+    assert mon._cpu_scalars == {"loss": "train/loss", "lr": "train/lr"}
+    assert mon._quiet_until >= 38 and len(mon._pending) == 2 * 19
+    assert all(type(v) is float for _, _, v in mon._pending)
+    with pytest.raises(TypeError, match="loss: expected a scalar"):
+        mon.step(40, loss=torch.ones(2, requires_grad=True))
+    assert mon._last_step == 38  # (the failed step is not counted as done)
+    mon.close()
+    rows = scalars(tmp_path)
+    assert [rows[(s, "train/loss", None)] for s in range(0, 40, 2)] == losses
+    assert rows[(8, "train/lr", None)] == 0.1 and rows[(38, "train/lr", None)] == 0.5
+
+
+def test_a_scalar_off_the_cpu_is_not_taken_on_the_quiet_path():
+    """Only keywords seen as CPU tensors take the quiet path's value directly (elsewhere
+    ``item()`` would be a device sync); 'meta' stands in for a GPU here."""
+    mon = Monitor(mlp(), None, every=Steps([]), metrics=["act_stats"])
+    mon._buffer_scalars(0, {"loss": torch.tensor(1.0, device="meta"), "acc": torch.tensor(0.5)})
+    assert mon._cpu_scalars == {"acc": "train/acc"}
+    (_, name, kept), (_, _, acc) = mon._pending
+    assert name == "train/loss" and kept.device.type == "meta" and acc == 0.5
+    mon._pending.clear()
+    mon.close()
+
+
 def test_max_rows_and_sequence_reduction():
     torch.manual_seed(0)
 
@@ -890,3 +932,51 @@ def test_detector_context_from_the_probe_batch_and_the_model(tmp_path):
     with pytest.raises(ValueError, match="unknown key"):
         Monitor(mlp(), None, layers=["1"], probe_inputs=x, collapse={"patiense": 1})
     assert _math.isfinite(ctx.label_entropy)
+
+
+def test_layer_norms_count_shared_parameters_in_each_layer():
+    """grad_norm / weight_norm per layer: the root of the sum of squares of that layer's
+    parameters (one product for all layers), a parameter shared by two layers counted in
+    both, a layer without gradients left out; the whole model counts each parameter once
+    (each parameter's norm is taken in its dtype: float32 precision)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 4), nn.Tanh(), nn.Linear(4, 4, bias=False), nn.Linear(4, 2))
+    model[2].weight = model[0].weight  # tied
+    model[3].requires_grad_(False)
+    model(torch.randn(8, 4)).square().sum().backward()
+    mon = Monitor(model, None, every=1, metrics=["grad_norm", "weight_norm"], collapse=False)
+    out = mon.step(0)
+
+    def norm(tensors):
+        return math.sqrt(sum(float(t.detach().double().square().sum()) for t in tensors))
+
+    w0, b0, w3, b3 = model[0].weight, model[0].bias, model[3].weight, model[3].bias
+    assert out[("weight/norm", "0")] == pytest.approx(norm([w0, b0]), rel=1e-6)
+    assert out[("weight/norm", "2")] == pytest.approx(norm([w0]), rel=1e-6)
+    assert out[("weight/norm", "3")] == pytest.approx(norm([w3, b3]), rel=1e-6)
+    assert out[("weight/norm", None)] == pytest.approx(norm([w0, b0, w3, b3]), rel=1e-6)
+    assert out[("grad/norm", "0")] == pytest.approx(norm([w0.grad, b0.grad]), rel=1e-6)
+    assert out[("grad/norm", "2")] == pytest.approx(norm([w0.grad]), rel=1e-6)
+    assert ("grad/norm", "3") not in out  # frozen: no gradient
+    assert out[("grad/norm", None)] == pytest.approx(norm([w0.grad, b0.grad]), rel=1e-6)
+    model[0].bias.grad = None  # another set of parameters with gradients: another plan
+    out = mon.step(1)
+    assert out[("grad/norm", "0")] == pytest.approx(norm([w0.grad]), rel=1e-6)
+    mon.close()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_activation_std_is_the_population_std(dtype):
+    """act/std equals torch.std(correction=0) to the dtype's precision, and the
+    activations are left as they were (the deviations are squared in a copy)."""
+    g = torch.Generator().manual_seed(0)
+    for shape in [(500, 256), (64, 10), (3, 1)]:
+        z = (torch.randn(shape, generator=g) * 3 + 1).tanh().to(dtype)
+        before = z.clone()
+        got = activation_stats(z)
+        assert torch.equal(z, before)
+        rel = 1e-6 if dtype == torch.float32 else 1e-12
+        want = z.double().std(correction=0).item()
+        assert got["act/std"].dtype == dtype
+        assert got["act/std"].item() == pytest.approx(want, rel=rel)
+        assert got["act/mean"].item() == pytest.approx(z.double().mean().item(), rel=rel)

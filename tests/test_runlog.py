@@ -60,6 +60,35 @@ def test_nan_and_inf_are_evidence_not_errors(tmp_path):
     assert df["b"] == math.inf and df["c"] == -math.inf and df["d"] == 0.0
 
 
+def test_log_many_converts_every_row_like_log(tmp_path):
+    """log_many passes the usual types through as they are and converts the others: numpy
+    steps and values, a whole float step, a layer that is not a string, NaN as NULL (read
+    back as NaN); a step that is not a whole number is refused."""
+    with RunWriter(tmp_path) as w:
+        w.log_many(
+            [
+                (0, "a", None, 1.5),
+                (np.int64(1), "a", None, np.float32(2.5)),
+                (2.0, "a", 7, float("nan")),  # a layer named 7
+                (3, "b", "x", True),
+            ]
+        )
+        assert [type(r[0]) for r in w._scalars] == [int] * 4
+        assert [r[3] for r in w._scalars] == [None, None, "7", "x"]
+        assert [r[4] for r in w._scalars] == [1.5, 2.5, None, 1.0]
+        with pytest.raises(TypeError, match="step: expected an integer"):
+            w.log_many([(1.5, "a", None, 1.0)])
+        with pytest.raises(ValueError):
+            w.log_many([(4, "a", None, "high")])
+    df = open_run(tmp_path).scalars()
+    got = {(int(s), m, lay if isinstance(lay, str) else None): v
+           for s, m, lay, v in zip(df.step, df.metric, df.layer, df.value)}  # fmt: skip
+    assert got[(0, "a", None)] == 1.5 and got[(1, "a", None)] == 2.5
+    assert math.isnan(got[(2, "a", "7")]) and got[(3, "b", "x")] == 1.0
+    with sqlite3.connect(tmp_path / schema.DB_FILENAME) as con:
+        assert con.execute("SELECT COUNT(*) FROM scalars WHERE value IS NULL").fetchone()[0] == 1
+
+
 def test_distributions_alerts_events_round_trip(tmp_path):
     with RunWriter(tmp_path) as w:
         w.log_distribution(3, "lm/token_entropy", edges=[0, 1, 2, 3], counts=[5, 0, 2])
