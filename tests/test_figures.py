@@ -190,6 +190,36 @@ def test_info_plane_frame_pairs_and_converts_units():
     assert nats["I_TY"].max() == pytest.approx(0.5)
 
 
+def test_info_plane_frame_takes_each_pair_s_last_recorded_values():
+    # a step recorded twice (a resumed run) keeps its last value, a missing (NULL) value
+    # does not replace a recorded one, rows without a layer are ignored; the same as
+    # pandas' pivot table with "last"
+    rng = np.random.default_rng(3)
+    n = 400
+    df = pd.DataFrame(
+        {
+            "step": rng.integers(0, 40, n),
+            "metric": rng.choice(["info_plane/ksg/I_XT", "info_plane/ksg/I_TY", "x"], n),
+            "layer": rng.choice(["b", "a", None], n, p=[0.45, 0.45, 0.1]),
+            "value": np.where(rng.random(n) < 0.1, np.nan, rng.random(n)),
+        }
+    )
+    wide = F.info_plane_frame(df, "ksg", unit="nats")
+    sub = df[df["metric"].str.startswith("info_plane") & df["layer"].notna()]
+    ref = sub.pivot_table(
+        index=["layer", "step"], columns="metric", values="value", aggfunc="last"
+    ).dropna(how="any")
+    assert list(wide["layer"].cat.categories) == list(pd.unique(sub["layer"]))
+    assert len(wide) == len(ref) > 20
+    for row in wide.itertuples():
+        want = ref.loc[(row.layer, row.step)]
+        assert (row.I_XT, row.I_TY) == (want["info_plane/ksg/I_XT"], want["info_plane/ksg/I_TY"])
+    # layers in logged order, steps ascending within each
+    codes = wide["layer"].cat.codes.to_numpy()
+    assert (np.diff(codes) >= 0).all()
+    assert all(g["step"].is_monotonic_increasing for _, g in wide.groupby("layer", observed=True))
+
+
 def test_info_plane_figure_panels_colour_and_animation():
     wide = F.info_plane_frame(_scalar_rows(), "ksg")
     fig = F.info_plane_figure({"tanh": wide, "relu": wide}, animate=True)

@@ -61,16 +61,32 @@ def info_plane_frame(scalars: pd.DataFrame, estimator: str, *, unit: str = "bits
     if sub.empty:
         return pd.DataFrame(columns=["layer", "step", "I_XT", "I_TY"])
     layers = series_order(sub["layer"])
-    wide = sub.pivot_table(
-        index=["layer", "step"], columns="metric", values="value", aggfunc="last", observed=True
-    )
-    wide = wide.reindex(columns=[xt, ty]).dropna(how="any").reset_index()
-    wide.columns = ["layer", "step", "I_XT", "I_TY"]
+    # per (layer, step), each metric's last non-missing value (rows come in id order), the
+    # two joined where both exist (as a pivot table with "last", in two thirds of its time)
+    keep = sub[sub["value"].notna()]
+    code = pd.Categorical(keep["layer"].astype(object), categories=layers).codes
+    parts = []
+    for metric, column in ((xt, "I_XT"), (ty, "I_TY")):
+        mine = (keep["metric"] == metric).to_numpy()
+        part = pd.DataFrame(
+            {
+                "code": code[mine],
+                "step": keep["step"].to_numpy()[mine],
+                column: keep["value"].to_numpy()[mine],
+            }
+        )
+        parts.append(part.drop_duplicates(["code", "step"], keep="last"))
+    wide = parts[0].merge(parts[1], on=["code", "step"], how="inner")
+    wide = wide.sort_values(["code", "step"], kind="stable").reset_index(drop=True)
     scale = 1 / LN2 if unit == "bits" else 1.0
-    wide["I_XT"] *= scale
-    wide["I_TY"] *= scale
-    wide["layer"] = pd.Categorical(wide["layer"].astype(object), categories=layers)
-    return wide.sort_values(["layer", "step"], kind="stable").reset_index(drop=True)
+    return pd.DataFrame(
+        {
+            "layer": pd.Categorical.from_codes(wide["code"].to_numpy(), categories=layers),
+            "step": wide["step"].to_numpy(),
+            "I_XT": wide["I_XT"].to_numpy(dtype=np.float64) * scale,
+            "I_TY": wide["I_TY"].to_numpy(dtype=np.float64) * scale,
+        }
+    )
 
 
 #: markers drawn per trajectory at most (Plotly thins them out evenly over the plot; the
