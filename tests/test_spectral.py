@@ -192,6 +192,59 @@ def test_dsmi_with_unbalanced_classes_matches_reference_serial_and_pooled(thread
     assert abs(ours - ref) < BITS
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_dsmi_with_large_clusters_matches_reference_to_rounding(threads):
+    # pooled (2 threads): torch's eigensolver; serial (1): numpy's from 128 points; the
+    # points centred and scaled once for all subsets
+    rng = np.random.default_rng(13)
+    sizes = [40, 256, 301]
+    labels = rng.permutation(np.repeat(np.arange(3), sizes))
+    x = rng.normal(size=(len(labels), 12)) + labels[:, None] * 0.7
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        ours = float(diffusion_spectral_mutual_information(x, labels, sigma=4.0, base=2))
+        assert torch.get_num_threads() == threads
+    finally:
+        torch.set_num_threads(before)
+    ref, _ = official_dsmi(x, labels, gaussian_kernel_sigma=4.0)
+    assert abs(ours - ref) < 1e-12
+
+
+def test_dsmi_small_operations_on_one_thread_eigensolves_on_all(monkeypatch):
+    # the calling thread's small operations run on one thread (an idle OpenMP thread is
+    # slow to wake), the workers are planned for all threads, and the count is restored,
+    # also after an error
+    from diagnostics.estimators import diffusion, dsmi
+
+    seen = {}
+    draw, plan = dsmi._dsmi_groups, diffusion._parallel_plan
+
+    def spy_draw(*args, **kwargs):
+        seen["draw"] = torch.get_num_threads()
+        return draw(*args, **kwargs)
+
+    def spy_plan(*args):
+        seen["plan"] = plan(*args)
+        return seen["plan"]
+
+    monkeypatch.setattr(dsmi, "_dsmi_groups", spy_draw)
+    monkeypatch.setattr(diffusion, "_parallel_plan", spy_plan)
+    rng = np.random.default_rng(15)
+    labels = np.repeat(np.arange(3), [20, 30, 40])
+    x = rng.normal(size=(90, 4))
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        diffusion_spectral_mutual_information(x, labels)
+        assert seen == {"draw": 1, "plan": (2, 1)} and torch.get_num_threads() == 2
+        with pytest.raises(ValueError, match="repetitions"):
+            diffusion_spectral_mutual_information(x, labels, repetitions=0)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_dse_of_many_sets_equals_one_set_at_a_time(monkeypatch):
     # the pooled path, the serial path and the large-kernel path give each set its own DSE
     from diagnostics.estimators import diffusion
@@ -219,13 +272,13 @@ def test_pooled_workers_hold_no_more_kernel_entries_than_the_serial_path(monkeyp
     from diagnostics.estimators import diffusion
 
     built: list[tuple[str, int]] = []
-    kernel = diffusion._normalized_kernel
+    kernel = diffusion._kernel
 
-    def spy(z, sigma, dtype):
-        built.append((threading.current_thread().name, z.shape[0] * z.shape[1] ** 2))
-        return kernel(z, sigma, dtype)
+    def spy(v, s):
+        built.append((threading.current_thread().name, v.shape[0] * v.shape[1] ** 2))
+        return kernel(v, s)
 
-    monkeypatch.setattr(diffusion, "_normalized_kernel", spy)
+    monkeypatch.setattr(diffusion, "_kernel", spy)
     monkeypatch.setattr(diffusion, "_CHUNK_ENTRIES", 60 * 60 * 2)  # share: 3600 per worker
     rng = np.random.default_rng(10)
     z = torch.from_numpy(rng.normal(size=(200, 4)))

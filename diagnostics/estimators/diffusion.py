@@ -87,30 +87,44 @@ def _index(rows: list[int], device: torch.device) -> torch.Tensor:
     return torch.tensor(rows, dtype=torch.int64, device=device)
 
 
-def _normalized_kernel(z: torch.Tensor, sigma: float | torch.Tensor, dtype: torch.dtype):
-    """Symmetric normalised Gaussian kernel ``Deg^-1/2 G Deg^-1/2``, built in place.
+def _scaled_points(z: torch.Tensor, sigma: float | torch.Tensor, dtype: torch.dtype):
+    """``(v, s)``: the points ``z`` (``(..., n, d)``) centred and divided by ``sigma``, in
+    ``dtype``, and ``s = |v|^2 / 2`` per point (``(..., n)``), from which
+    :func:`_kernel` builds the kernel of any subset of the points.
 
-    ``z``: ``(..., n, d)``. ``G_ij = exp(-|z_i - z_j|^2 / (2 sigma^2))`` (dse-dsmi's
-    constant factor ``1 / (sigma sqrt(2 pi))`` cancels in the normalisation),
-    ``Deg = rowsum(G)``. The result has the eigenvalues of the row-stochastic diffusion
-    matrix ``Deg^-1 G``. Only one ``n x n`` buffer is allocated (the Gram matrix, which
-    is turned into the kernel in place); ``z`` is centred first (distances do not
-    change), which keeps the Gram-matrix form of the squared distances accurate.
+    ``z`` is centred first (distances do not change), which keeps the Gram-matrix form of
+    the squared distances accurate: its rounding error is ``eps |v_i| |v_j|``, at most that
+    of dse-dsmi's uncentred form. (DSMI centres all its points once, not each subset.)
     """
     z = z.to(torch.float64)
     z = z - z.mean(dim=-2, keepdim=True)
-    # v = z / sigma = sqrt(2) u with u = z / (sqrt(2) sigma), so that the exponent
-    # -|u_i - u_j|^2 = <v_i, v_j> - |v_i|^2 / 2 - |v_j|^2 / 2: a plain product (no copy of
-    # a broadcast term into the buffer first), then two subtractions in place
     v = (z / sigma).to(dtype)
-    sq = (v * v).sum(dim=-1).mul_(0.5)
+    return v, (v * v).sum(dim=-1).mul_(0.5)
+
+
+def _kernel(v: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """Symmetric normalised Gaussian kernel ``Deg^-1/2 G Deg^-1/2`` of the point sets ``v``
+    (``(b, n, d)``, from :func:`_scaled_points`; ``s``: ``(b, n)``), built in place.
+
+    ``G_ij = exp(-|v_i - v_j|^2 / 2)`` (dse-dsmi's constant factor
+    ``1 / (sigma sqrt(2 pi))`` cancels in the normalisation), ``Deg = rowsum(G)``. The
+    result has the eigenvalues of the row-stochastic diffusion matrix ``Deg^-1 G``. The
+    exponent ``<v_i, v_j> - s_i - s_j``: a plain product (no copy of a broadcast term into
+    the buffer first), then two subtractions in place. Only one ``n x n`` buffer is
+    allocated.
+    """
     k = torch.bmm(v, v.mT)  # the one n x n buffer
-    k.sub_(sq.unsqueeze(-1)).sub_(sq.unsqueeze(-2)).clamp_(max=0)  # rounding can make it > 0
+    k.sub_(s.unsqueeze(-1)).sub_(s.unsqueeze(-2)).clamp_(max=0)  # rounding can make it > 0
     k.exp_()
     k.diagonal(dim1=-2, dim2=-1).fill_(1.0)
     d = k.sum(dim=-1).rsqrt_()
     k.mul_(d.unsqueeze(-1)).mul_(d.unsqueeze(-2))
     return k
+
+
+def _normalized_kernel(z: torch.Tensor, sigma: float | torch.Tensor, dtype: torch.dtype):
+    """The whole kernel (:func:`_kernel`) of each point set in ``z`` (``(b, n, d)``)."""
+    return _kernel(*_scaled_points(z, sigma, dtype))
 
 
 def _spectral_entropy_nats(eigvals: torch.Tensor, t: float) -> torch.Tensor:
@@ -146,25 +160,20 @@ def _numpy_blas_threads():
     return _BLAS.limit(limits=torch.get_num_threads())
 
 
-def _diffusion_entropies_numpy(z: torch.Tensor, sigma, t: float, dtype: torch.dtype):
-    """:func:`_diffusion_entropies` for CPU tensors, through numpy: the same arithmetic,
+def _scaled_entropies_numpy(v: torch.Tensor, s: torch.Tensor, t: float) -> torch.Tensor:
+    """:func:`_scaled_entropies` for float64 CPU tensors, through numpy: the same arithmetic,
     batched, with LAPACK's ``syevd`` from numpy's OpenBLAS (see ``_NUMPY_N`` for when that
     is faster; ``benchmarks/spectral.py``)."""
-    np_dtype = np.float64 if dtype == torch.float64 else np.float32
-    scale = math.sqrt(2) * float(sigma)  # (a tensor sigma is on the CPU here)
-    zz = z.detach().to(torch.float64).numpy()
-    b, n = zz.shape[0], zz.shape[1]
+    vv, ss = v.detach().numpy(), s.detach().numpy()
+    b, n = vv.shape[0], vv.shape[1]
     chunk = max(1, _CHUNK_ENTRIES // (n * n))
     out = []
     with _numpy_blas_threads():
         for start in range(0, b, chunk):
-            x = zz[start : start + chunk]
-            u = ((x - x.mean(axis=-2, keepdims=True)) / scale).astype(np_dtype, copy=False)
-            sq = np.einsum("bij,bij->bi", u, u)
-            k = u @ u.transpose(0, 2, 1)  # the one n x n buffer per set, made the kernel in place
-            k *= 2
-            k -= sq[:, None, :]
-            k -= sq[:, :, None]
+            x, q = vv[start : start + chunk], ss[start : start + chunk]
+            k = x @ x.transpose(0, 2, 1)  # the one n x n buffer per set, made the kernel in place
+            k -= q[:, :, None]
+            k -= q[:, None, :]
             np.minimum(k, 0, out=k)  # rounding can make it > 0
             np.exp(k, out=k)
             k.reshape(k.shape[0], -1)[:, :: n + 1] = 1.0  # the diagonals
@@ -176,31 +185,31 @@ def _diffusion_entropies_numpy(z: torch.Tensor, sigma, t: float, dtype: torch.dt
     return _spectral_entropy_nats(torch.from_numpy(np.concatenate(out)), t)
 
 
-def _diffusion_entropies(
-    z: torch.Tensor,
-    sigma,
+def _scaled_entropies(
+    v: torch.Tensor,
+    s: torch.Tensor,
     t: float,
-    dtype: torch.dtype,
     *,
     numpy_ok: bool = True,
     chunk_entries: int | None = None,
 ) -> torch.Tensor:
-    """Exact DSE (nats) of each point set in ``z`` of shape ``(b, n, d)``; returns ``(b,)``.
-    ``numpy_ok=False``: torch's eigensolver even where numpy's is faster (``_NUMPY_N``),
-    for threads that must not hold the GIL. ``chunk_entries``: kernel entries built at once
-    (default ``_CHUNK_ENTRIES``; at least one kernel)."""
+    """Exact DSE (nats) of each point set in ``v`` (``(b, n, d)``; ``v, s`` from
+    :func:`_scaled_points`); returns ``(b,)``. ``numpy_ok=False``: torch's eigensolver even
+    where numpy's is faster (``_NUMPY_N``), for the pooled workers (numpy's eigensolves do
+    not run side by side). ``chunk_entries``: kernel entries built at once (default
+    ``_CHUNK_ENTRIES``; at least one kernel)."""
+    b, n = v.shape[0], v.shape[1]
     if (
         numpy_ok
-        and z.device.type == "cpu"
-        and dtype == torch.float64
-        and _NUMPY_N[0] <= z.shape[1] < _NUMPY_N[1]
+        and v.device.type == "cpu"
+        and v.dtype == torch.float64
+        and _NUMPY_N[0] <= n < _NUMPY_N[1]
     ):
-        return _diffusion_entropies_numpy(z, sigma, t, dtype)
-    b, n = z.shape[0], z.shape[1]
+        return _scaled_entropies_numpy(v, s, t)
     chunk = max(1, (chunk_entries or _CHUNK_ENTRIES) // (n * n))
     out = []
     for start in range(0, b, chunk):
-        k = _normalized_kernel(z[start : start + chunk], sigma, dtype)
+        k = _kernel(v[start : start + chunk], s[start : start + chunk])
         # k is symmetric: its transpose is already in LAPACK's column-major order, so the
         # eigensolver's working copy is a plain copy, not a transposing one
         lam = torch.linalg.eigvalsh(k.mT)
@@ -209,7 +218,14 @@ def _diffusion_entropies(
     return torch.cat(out)
 
 
-def _parallel_plan(device: torch.device, n_jobs: int) -> tuple[int, int]:
+def _diffusion_entropies(z: torch.Tensor, sigma, t: float, dtype: torch.dtype) -> torch.Tensor:
+    """Exact DSE (nats) of each point set in ``z`` of shape ``(b, n, d)``; returns ``(b,)``."""
+    return _scaled_entropies(*_scaled_points(z, sigma, dtype), t)
+
+
+def _parallel_plan(
+    device: torch.device, n_jobs: int, threads: int | None = None
+) -> tuple[int, int]:
     """``(workers, threads per worker)`` for ``n_jobs`` independent CPU eigensolves, or
     ``(1, 0)`` to run them in this thread.
 
@@ -220,11 +236,33 @@ def _parallel_plan(device: torch.device, n_jobs: int) -> tuple[int, int]:
     worker sets its own OpenMP thread count (a per-thread setting), so the process uses
     ``torch.get_num_threads()`` threads in all, as a single torch call would.
     """
-    threads = torch.get_num_threads()
+    if threads is None:
+        threads = torch.get_num_threads()
     if device.type != "cpu" or threads < 2 or n_jobs < 2:
         return 1, 0
     workers = min(threads, n_jobs)
     return workers, max(1, threads // workers)
+
+
+@contextlib.contextmanager
+def _one_thread_here():
+    """This thread's torch operations on one thread inside (yields the thread count before,
+    restored after).
+
+    For the small operations of a pooled evaluation in the calling thread (checks, sorting
+    labels, scaling the points): on two cores, such an operation after an idle spell waited
+    ~4 ms (up to 10) for OpenMP's sleeping thread, measured in a VM; one thread computes it
+    in well under a millisecond. (OpenMP's count is per thread; MKL's, set too, is
+    process-wide: every eigensolve sets its own.)
+    """
+    threads = torch.get_num_threads()
+    if threads > 1:
+        torch.set_num_threads(1)
+    try:
+        yield threads
+    finally:
+        if threads > 1 or torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
 
 
 _POOL: tuple[int, int, Any] | None = None  # (pid, workers, ThreadPoolExecutor)
@@ -275,12 +313,14 @@ def _diffusion_entropies_groups(
     sigma,
     t: float,
     dtype: torch.dtype,
+    threads: int | None = None,
 ) -> torch.Tensor:
     """Exact DSE (nats) of the point sets ``z[rows]`` for each row ``rows`` of each index
     tensor that ``groups`` yields, in order (``shapes[i]``: the ``(sets, points)`` shape of
     the ``i``-th); returns ``(sum of sets,)``.
 
-    The sets of one group go through one batched eigensolve (:func:`_diffusion_entropies`).
+    The points are centred and scaled once (:func:`_scaled_points`); the sets of one group
+    go through one batched eigensolve (:func:`_scaled_entropies`).
     On a multi-core CPU each group is split into parts of about ``1 / (2 workers)`` of the
     work (groups smaller than that go whole), which are handed to a pool of threads
     (:func:`_parallel_plan`) as soon as the group is yielded: ``groups``
@@ -291,25 +331,33 @@ def _diffusion_entropies_groups(
     together hold no more kernel entries than the serial path does (2**24 float64 entries,
     128 MiB, plus the eigensolvers' copies).
     """
+    if threads is None:
+        threads = torch.get_num_threads()
     n_sets = sum(m for m, _ in shapes)
     out = torch.empty(n_sets, dtype=torch.float64, device=z.device)
-    share = _CHUNK_ENTRIES // max(1, min(torch.get_num_threads(), n_sets))  # per worker
+    share = _CHUNK_ENTRIES // max(1, min(threads, n_sets))  # per worker
     n_small = sum(m for m, n in shapes if n * n <= share)
-    workers, per_worker = _parallel_plan(z.device, n_small)
-    threads = torch.get_num_threads()
+    workers, per_worker = _parallel_plan(z.device, n_small, threads)
     # a group goes to the workers in parts of about a (2 * workers)-th of the pooled work
     # (eigensolves: n^3 each): fewer parts of the small sets, less overhead; the workers
     # take them in turn and finish together
     target = sum(m * n**3 for m, n in shapes if n * n <= share) / (2 * workers)
 
+    v, s = _scaled_points(z, sigma, dtype)  # once for all sets
+
     def solve(idx: torch.Tensor, start: int, numpy_ok: bool = True, chunk: int | None = None):
-        x = z.index_select(0, idx.reshape(-1)).unflatten(0, idx.shape)  # z[idx], faster
-        h = _diffusion_entropies(x, sigma, t, dtype, numpy_ok=numpy_ok, chunk_entries=chunk)
+        flat = idx.reshape(-1)
+        x = v.index_select(0, flat).unflatten(0, idx.shape)  # v[idx], faster
+        h = _scaled_entropies(
+            x, s.index_select(0, flat).view(idx.shape), t, numpy_ok=numpy_ok, chunk_entries=chunk
+        )
         out[start : start + idx.shape[0]] = h
 
     def job(idx: torch.Tensor, start: int) -> None:
         torch.set_num_threads(per_worker)  # per thread (OpenMP); MKL's is process-wide
-        solve(idx, start, numpy_ok=False, chunk=share)  # numpy's holds the GIL: torch's
+        # torch's eigensolver: numpy's releases the GIL but two at once took 1.1-2x the time of
+        # torch's on two workers here (OpenBLAS; the kernels of DSMI-unb at N = 1000 to 4000)
+        solve(idx, start, numpy_ok=False, chunk=share)
 
     pending: list[Any] = []
     start = 0

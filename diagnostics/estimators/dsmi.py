@@ -33,6 +33,7 @@ from diagnostics.estimators.diffusion import (
     _check_max_n,
     _check_sigma,
     _diffusion_entropies_groups,
+    _one_thread_here,
     _resolve_sigma,
     _sample_rows,
 )
@@ -211,10 +212,11 @@ def diffusion_spectral_mutual_information(
     independent eigensolves run side by side on ``torch.get_num_threads()`` one-thread
     workers while the subsets of the next sizes are drawn (a dense eigensolve of a
     cluster's size gains little from a second thread; kept threads, a new set in a
-    forked child). A cluster's ``n_c x n_c`` kernels take ``O(n_c^2)`` memory each
-    (chunked at 2**24 entries, one chunk per worker). Cost: ``(1 + repetitions)`` dense
-    eigensolves per distinct cluster size, as dse-dsmi (which solves ``1 + repetitions``
-    per cluster); the eigensolves dominate.
+    forked child; the points are centred and scaled once for all subsets, and this
+    thread's own small operations run on one thread). A cluster's ``n_c x n_c`` kernels
+    take ``O(n_c^2)`` memory each (chunked at 2**24 entries, one chunk per worker). Cost:
+    ``(1 + repetitions)`` dense eigensolves per distinct cluster size, as dse-dsmi (which
+    solves ``1 + repetitions`` per cluster); the eigensolves dominate.
 
     Args:
         z: representations, ``(n,)`` or ``(n, d)``, ``n >= 2``.
@@ -242,44 +244,47 @@ def diffusion_spectral_mutual_information(
     >>> float(diffusion_spectral_mutual_information(z, y, sigma="median")) > 0
     True
     """
-    z = as_samples(z, name="z", min_n=2)
-    sigma = _check_sigma(sigma, z.device)
-    t = check_float(t, name="t", positive=True)
-    n_clusters = check_int(n_clusters, name="n_clusters", minimum=1)
-    repetitions = check_int(repetitions, name="repetitions", minimum=1)
-    seed = check_int(seed, name="seed", minimum=0)
-    base = check_base(base)
-    max_n = _check_max_n(max_n)
-    dtype = _check_dtype(dtype)
-    n = z.shape[0]
+    threads = torch.get_num_threads()  # the eigensolves use all of them
+    with _one_thread_here():  # the small operations here: one
+        z = as_samples(z, name="z", min_n=2)
+        sigma = _check_sigma(sigma, z.device)
+        t = check_float(t, name="t", positive=True)
+        n_clusters = check_int(n_clusters, name="n_clusters", minimum=1)
+        repetitions = check_int(repetitions, name="repetitions", minimum=1)
+        seed = check_int(seed, name="seed", minimum=0)
+        base = check_base(base)
+        max_n = _check_max_n(max_n)
+        dtype = _check_dtype(dtype)
+        n = z.shape[0]
 
-    if clusters is not None:
-        labels = as_labels(clusters, name="clusters", device=z.device)
-        check_same_n(z=z, clusters=labels)
-    else:
-        if reference is None:
-            raise ValueError(
-                "reference: expected the reference variable (labels, values or vectors), "
-                "got None; pass reference or clusters="
-            )
-        ref = as_tensor(reference, name="reference")
-        if ref.ndim >= 1:
-            check_same_n(z=z, reference=ref)
-        labels = cluster_reference(ref, n_clusters=n_clusters, seed=seed).to(z.device)
+        if clusters is not None:
+            labels = as_labels(clusters, name="clusters", device=z.device)
+            check_same_n(z=z, clusters=labels)
+        else:
+            if reference is None:
+                raise ValueError(
+                    "reference: expected the reference variable (labels, values or vectors), "
+                    "got None; pass reference or clusters="
+                )
+            ref = as_tensor(reference, name="reference")
+            if ref.ndim >= 1:
+                check_same_n(z=z, reference=ref)
+            labels = cluster_reference(ref, n_clusters=n_clusters, seed=seed).to(z.device)
 
-    sigma = _resolve_sigma(sigma, z, seed)
-    uniq, counts = torch.unique(labels, sorted=True, return_counts=True)
-    order = torch.argsort(labels, stable=True)  # cluster members in their original order
-    host = torch.cat([counts, order]).tolist()  # one host sync: they drive the sampling
-    sizes, order_list = host[: counts.numel()], host[counts.numel() :]
+    sigma = _resolve_sigma(sigma, z, seed)  # (O(1000^2) for "median": on all threads)
+    with _one_thread_here():
+        uniq, counts = torch.unique(labels, sorted=True, return_counts=True)
+        order = torch.argsort(labels, stable=True)  # cluster members in their original order
+        host = torch.cat([counts, order]).tolist()  # one host sync: they drive the sampling
+        sizes, order_list = host[: counts.numel()], host[counts.numel() :]
 
-    shapes, groups, cond, marg = _dsmi_groups(
-        order_list, sizes, repetitions=repetitions, seed=seed, max_n=max_n, device=z.device
-    )
-    h = _diffusion_entropies_groups(z, shapes, groups, sigma, t, dtype)
-    # (gathered on the device: no sync)
-    h_cond = h[torch.tensor(cond, device=z.device)]
-    h_marg = h[torch.tensor(marg, device=z.device)].sum(dim=-1)
-    weights = counts.to(torch.float64) / n
-    mi = (weights * (h_marg / repetitions - h_cond)).sum()
+        shapes, groups, cond, marg = _dsmi_groups(
+            order_list, sizes, repetitions=repetitions, seed=seed, max_n=max_n, device=z.device
+        )
+        h = _diffusion_entropies_groups(z, shapes, groups, sigma, t, dtype, threads)
+        # (gathered on the device: no sync)
+        h_cond = h[torch.tensor(cond, device=z.device)]
+        h_marg = h[torch.tensor(marg, device=z.device)].sum(dim=-1)
+        weights = counts.to(torch.float64) / n
+        mi = (weights * (h_marg / repetitions - h_cond)).sum()
     return to_base(mi, base)
