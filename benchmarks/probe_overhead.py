@@ -18,13 +18,15 @@ Steps per second are measured in process CPU time (one torch thread) and wall-cl
 time; the ratio to the anchor is taken within each repeat (the variants of a repeat run
 back to back) and its median over the repeats is printed, with the load average at the
 start and the end. On a loaded machine run-to-run noise in these end-to-end figures can
-exceed the effect measured, so two direct measurements are printed too:
+exceed the effect measured, so three direct measurements are printed too:
 
 - ``in monitor``: the wall time the monitor counted as its own (what its time budget
   sees: every ``step`` call, live hooks included) over the rest of the loop, in the same
   runs (median of the repeats). The overhead beyond it is what the monitor cannot time:
   calling it (~3 us of a quiet ``step(step, loss=loss)`` right after a training step,
   when a call costs ~25x its time in a tight loop) and the training steps after a record;
+- how much the training steps themselves slow down beside a default monitor (each step
+  clocked outside the monitor, in both variants): what the monitor cannot time, measured;
 - the cost of one idle ``monitor.step`` call (many calls, probe and live mode) as a
   fraction of a baseline step.
 
@@ -161,6 +163,48 @@ def run(variant, kind, init_state, data, steps, batch=64):
     }
 
 
+def training_steps_slowed(kind, init_state, data, steps, repeats=3):
+    """What the training steps themselves lose to a default Monitor, measured directly: each
+    training step is clocked (both variants read the clock alike, outside the monitor), and
+    the default variant's steps are compared with the mean step without probes (what
+    they lose: cold caches and re-allocated memory after a record, the monitor's buffers).
+    Returns ``(extra seconds of training per run, the no-probe run's seconds)``, medians
+    over ``repeats`` interleaved pairs."""
+    x, y, xv, yv = data
+    extra, total = [], []
+    for rep in range(repeats):
+        times = {}
+        for variant in ("none", "default") if rep % 2 == 0 else ("default", "none"):
+            model = make_model(kind)
+            model.load_state_dict(init_state)
+            opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+            g = torch.Generator().manual_seed(1)
+            order = torch.randint(0, len(x), (steps, 64), generator=g)
+            tmp = tempfile.TemporaryDirectory()
+            mon = None
+            if variant == "default":
+                mon = Monitor(model, tmp.name, probe_inputs=xv, probe_labels=yv)
+            clock, t = time.perf_counter, []
+            for step in range(steps + 5):
+                t0 = clock()
+                idx = order[step % steps]
+                opt.zero_grad()
+                loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
+                loss.backward()
+                opt.step()
+                t.append(clock() - t0)
+                if mon is not None:
+                    mon.step(step, loss=loss)
+            if mon is not None:
+                mon.close()
+            tmp.cleanup()
+            times[variant] = t[5:]  # (after the warm-up steps)
+        base = statistics.fmean(times["none"])
+        extra.append(sum(dt - base for dt in times["default"]))
+        total.append(sum(times["none"]))
+    return statistics.median(extra), statistics.median(total)
+
+
 def idle_call_cost(kind, init_state, data, calls=20000):
     """Seconds per idle ``monitor.step`` call, measured directly."""
     model = make_model(kind)
@@ -239,6 +283,11 @@ def main() -> None:
                     f"    postponed by the {res[v][-1]['budget']:.0%} time budget "
                     f"(last repeat): {text}"
                 )
+        extra, total = training_steps_slowed(kind, init_state, data, args.steps)
+        print(
+            f"  training steps slowed by the default monitor (clocked per step, outside it): "
+            f"{extra * 1e3:+.1f} ms per run = {extra / total:+.2%} of the training time"
+        )
         cost = idle_call_cost(kind, init_state, data)
         for mode, sec in cost.items():
             print(
