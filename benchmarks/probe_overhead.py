@@ -85,13 +85,30 @@ def load():
     return x[:1297], y[:1297], x[1297:], y[1297:]  # 500 validation rows as the probe batch
 
 
-def run(variant, kind, init_state, data, steps, batch=64):
-    x, y, xv, yv = data
+def training(kind, init_state, data, steps, batch=64):
+    """The model (from ``init_state``) and its training step ``train_step(step) -> loss``
+    (Adam, the same batches in every run)."""
+    x, y = data[0], data[1]
     model = make_model(kind)
     model.load_state_dict(init_state)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     g = torch.Generator().manual_seed(1)
     order = torch.randint(0, len(x), (steps, batch), generator=g)
+
+    def train_step(step):
+        idx = order[step % steps]
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
+        loss.backward()
+        opt.step()
+        return loss
+
+    return model, train_step
+
+
+def run(variant, kind, init_state, data, steps):
+    xv, yv = data[2], data[3]
+    model, train_step = training(kind, init_state, data, steps)
     tmp = tempfile.TemporaryDirectory()
     mon = None
     with warnings.catch_warnings():
@@ -104,14 +121,6 @@ def run(variant, kind, init_state, data, steps, batch=64):
             mon = Monitor(model, tmp.name, probe_inputs=xv, probe_labels=yv)
         elif variant == "default-live":
             mon = Monitor(model, tmp.name)
-
-    def train_step(step):
-        idx = order[step % steps]
-        opt.zero_grad()
-        loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
-        loss.backward()
-        opt.step()
-        return loss
 
     # warm up outside the timed loop: first-call costs of torch and of the monitor (its
     # first record at step 0 creates the run log's names); steady state is timed
@@ -170,16 +179,12 @@ def training_steps_slowed(kind, init_state, data, steps, repeats=3):
     they lose: cold caches and re-allocated memory after a record, the monitor's buffers).
     Returns ``(extra seconds of training per run, the no-probe run's seconds)``, medians
     over ``repeats`` interleaved pairs."""
-    x, y, xv, yv = data
+    xv, yv = data[2], data[3]
     extra, total = [], []
     for rep in range(repeats):
         times = {}
         for variant in ("none", "default") if rep % 2 == 0 else ("default", "none"):
-            model = make_model(kind)
-            model.load_state_dict(init_state)
-            opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-            g = torch.Generator().manual_seed(1)
-            order = torch.randint(0, len(x), (steps, 64), generator=g)
+            model, train_step = training(kind, init_state, data, steps)
             tmp = tempfile.TemporaryDirectory()
             mon = None
             if variant == "default":
@@ -187,11 +192,7 @@ def training_steps_slowed(kind, init_state, data, steps, repeats=3):
             clock, t = time.perf_counter, []
             for step in range(steps + 5):
                 t0 = clock()
-                idx = order[step % steps]
-                opt.zero_grad()
-                loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
-                loss.backward()
-                opt.step()
+                loss = train_step(step)
                 t.append(clock() - t0)
                 if mon is not None:
                     mon.step(step, loss=loss)
