@@ -568,6 +568,8 @@ def test_no_page_relies_on_streamlit_magic():
 
     cmd = streamlit_command("runs")
     assert cmd[cmd.index("--runner.magicEnabled") + 1] == "false"
+    # nor a full garbage collection after every run (a live refresh's chart waited for it)
+    assert cmd[cmd.index("--runner.postScriptGC") + 1] == "false"
     scripts = sorted((REPO / "dashboard").rglob("*.py")) + [REPO / "app.py"]
     bare = []
     for path in scripts:

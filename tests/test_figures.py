@@ -218,6 +218,15 @@ def test_info_plane_frame_takes_each_pair_s_last_recorded_values():
     codes = wide["layer"].cat.codes.to_numpy()
     assert (np.diff(codes) >= 0).all()
     assert all(g["step"].is_monotonic_increasing for _, g in wide.groupby("layer", observed=True))
+    # the run log's own frames are categorical: the same rows give the same frame
+    cat = df.assign(metric=df["metric"].astype("category"), layer=df["layer"].astype("category"))
+    again = F.info_plane_frame(cat, "ksg", unit="nats")
+    assert list(again["layer"].cat.categories) == ["a", "b"]  # the categories' order
+    pd.testing.assert_frame_equal(
+        again.sort_values(["layer", "step"], key=lambda c: c.astype(str), ignore_index=True),
+        wide.sort_values(["layer", "step"], key=lambda c: c.astype(str), ignore_index=True),
+        check_categorical=False,
+    )
 
 
 def test_info_plane_figure_panels_colour_and_animation():

@@ -100,14 +100,15 @@ def draw() -> None:
     if not frame.empty:
         frame = frame[["run", "layer", "step", "I_XT", "I_TY"]]
     V.chart(fig, frame, key="ip_chart", file_name=f"information_plane_{est}_{S['unit']}.csv")
-    st.caption(
-        f"Each line is one layer's trajectory (at most {points} points each: evenly "
-        "spaced, and the turning points; the CSV holds all); marker colour is the training "
-        f"step. A layer that visits fewer than {FEW_POSITIONS} distinct positions is drawn as "
-        "points only; a red star marks a layer's compression onset (its alert). "
-        f"Estimator `{est}`, in {S['unit']}. Fitting moves right (I(X;T) grows) and up; "
-        "compression moves left."
-    )
 
 
 draw()
+# outside the fragment: a live refresh does not send it again
+st.caption(
+    f"Each line is one layer's trajectory (at most {points} points each: evenly "
+    "spaced, and the turning points; the CSV holds all); marker colour is the training "
+    f"step. A layer that visits fewer than {FEW_POSITIONS} distinct positions is drawn as "
+    "points only; a red star marks a layer's compression onset (its alert). "
+    f"Estimator `{est}`, in {S['unit']}. Fitting moves right (I(X;T) grows) and up; "
+    "compression moves left."
+)

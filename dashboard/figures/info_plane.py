@@ -55,38 +55,57 @@ def info_plane_frame(scalars: pd.DataFrame, estimator: str, *, unit: str = "bits
     ``scalars``: rows of a run's scalar table (``step, metric, layer, value``); only
     ``info_plane/{estimator}/I_XT`` and ``I_TY`` rows are used. Values converted to
     ``unit``. Layers keep their logged order; rows with only one of the two are dropped.
+    Per (layer, step), each metric's last non-missing value (rows come in id order).
     """
     xt, ty = f"info_plane/{estimator}/I_XT", f"info_plane/{estimator}/I_TY"
-    sub = scalars[scalars["metric"].isin([xt, ty]) & scalars["layer"].notna()]
-    if sub.empty:
+    is_xt, is_ty = _is_metric(scalars["metric"], xt), _is_metric(scalars["metric"], ty)
+    rows = np.flatnonzero(is_xt | is_ty)
+    layer = scalars["layer"]
+    if isinstance(layer.dtype, pd.CategoricalDtype):
+        codes, categories = layer.cat.codes.to_numpy()[rows], layer.cat.categories
+    else:  # first-seen order
+        codes, categories = pd.factorize(layer.to_numpy()[rows])
+    values = scalars["value"].to_numpy(dtype=np.float64, na_value=np.nan)[rows]
+    # the layers these rows name (missing values included), in their categories'
+    # (logged) order, renumbered 0..n-1
+    present = np.unique(codes[codes >= 0])
+    ok = (codes >= 0) & ~np.isnan(values)
+    if not ok.any():
         return pd.DataFrame(columns=["layer", "step", "I_XT", "I_TY"])
-    layers = series_order(sub["layer"])
-    # per (layer, step), each metric's last non-missing value (rows come in id order), the
-    # two joined where both exist (as a pivot table with "last", in two thirds of its time)
-    keep = sub[sub["value"].notna()]
-    code = pd.Categorical(keep["layer"].astype(object), categories=layers).codes
-    parts = []
-    for metric, column in ((xt, "I_XT"), (ty, "I_TY")):
-        mine = (keep["metric"] == metric).to_numpy()
-        part = pd.DataFrame(
-            {
-                "code": code[mine],
-                "step": keep["step"].to_numpy()[mine],
-                column: keep["value"].to_numpy()[mine],
-            }
-        )
-        parts.append(part.drop_duplicates(["code", "step"], keep="last"))
-    wide = parts[0].merge(parts[1], on=["code", "step"], how="inner")
-    wide = wide.sort_values(["code", "step"], kind="stable").reset_index(drop=True)
+    renumber = np.full(len(categories), -1, dtype=np.int64)
+    renumber[present] = np.arange(len(present))
+    rows, codes, values = rows[ok], renumber[codes[ok]], values[ok]
+    steps, step_values = pd.factorize(scalars["step"].to_numpy()[rows], sort=True)
+    key = codes * len(step_values) + steps  # sorts as (layer, step)
+    keys, last = [], []
+    for mine in (is_xt[rows], is_ty[rows]):
+        at = np.flatnonzero(mine)[::-1]
+        # each (layer, step)'s last row (rows come in id order): its first one reversed
+        uniq, first = np.unique(key[at], return_index=True)
+        keys.append(uniq)
+        last.append(at[first])
+    both, ix, iy = np.intersect1d(keys[0], keys[1], assume_unique=True, return_indices=True)
     scale = 1 / LN2 if unit == "bits" else 1.0
     return pd.DataFrame(
         {
-            "layer": pd.Categorical.from_codes(wide["code"].to_numpy(), categories=layers),
-            "step": wide["step"].to_numpy(),
-            "I_XT": wide["I_XT"].to_numpy(dtype=np.float64) * scale,
-            "I_TY": wide["I_TY"].to_numpy(dtype=np.float64) * scale,
+            "layer": pd.Categorical.from_codes(
+                both // len(step_values), categories=categories[present]
+            ),
+            "step": step_values[both % len(step_values)],
+            "I_XT": values[last[0][ix]] * scale,
+            "I_TY": values[last[1][iy]] * scale,
         }
     )
+
+
+def _is_metric(col: pd.Series, name: str) -> np.ndarray:
+    """Which rows of a metric column are ``name`` (by its code, for a categorical)."""
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        cats = col.cat.categories
+        if name not in cats:
+            return np.zeros(len(col), dtype=bool)
+        return col.cat.codes.to_numpy() == cats.get_loc(name)
+    return (col == name).to_numpy(dtype=bool, na_value=False)
 
 
 #: markers drawn per trajectory at most (Plotly thins them out evenly over the plot; the
