@@ -32,7 +32,7 @@ A second reference, "anchor+sidebar" (the anchor with the dashboard's page set-u
 sidebar, measured next to each page too), shows how much of a page's time is the frame
 every page carries rather than the page itself.
 
-    python benchmarks/dashboard.py [--steps 1000] [--layers 50] [--repeat 3]
+    python benchmarks/dashboard.py [--steps 1000] [--layers 50] [--repeat 3] [--refreshes 7]
 
 Goal (issue 15): every page at most 1.15x the anchor, cold and warm; live refresh under
 200 ms. The machine may be shared: the load average is printed before and after.
@@ -309,6 +309,9 @@ def main() -> int:
     ap.add_argument("--layers", type=int, default=50)
     ap.add_argument("--repeat", type=int, default=3, help="visits per page and kind (best)")
     ap.add_argument("--pages", nargs="*", help="URL paths to measure (default: all)")
+    ap.add_argument(
+        "--refreshes", type=int, default=7, help="live refreshes per page (the median counts)"
+    )
     args = ap.parse_args()
     if not Path(CHROMIUM).exists():
         print(f"{CHROMIUM} is missing (apt install chromium)")
@@ -433,7 +436,7 @@ def main() -> int:
             per_layer, whole, alert = live
             _, page = visit(warm_ctx, f"{url}/{path}?run=big&every=1{extra}")
             totals, server, draw, nbytes = [], [], [], []
-            for _ in range(3):
+            for _ in range(args.refreshes):
                 page.wait_for_timeout(400)
                 t_before = page.evaluate("() => performance.now()")
                 big.log_many(
