@@ -581,3 +581,19 @@ def test_no_page_relies_on_streamlit_magic():
                     continue  # docstrings
                 bare.append(f"{path.name}:{node.lineno}")
     assert len(scripts) > 10 and bare == []
+
+
+def test_streamlit_run_from_the_checkout_uses_the_served_runner_options():
+    # `streamlit run app.py` from the checkout's root reads .streamlit/config.toml: the
+    # same runner options as `infoscope dashboard` passes on its command line
+    import tomllib
+
+    from dashboard.serve import streamlit_command
+
+    cmd = streamlit_command("runs")
+    served = {
+        a.split(".", 1)[1]: cmd[i + 1] for i, a in enumerate(cmd) if a.startswith("--runner.")
+    }
+    config = tomllib.loads((REPO / ".streamlit" / "config.toml").read_text())["runner"]
+    assert served == {"magicEnabled": "false", "postScriptGC": "false"}
+    assert {k: str(v).lower() for k, v in config.items()} == served
