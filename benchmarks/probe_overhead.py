@@ -114,21 +114,22 @@ def training(kind, init_state, data, steps, batch=64):
     return model, train_step
 
 
-def run(variant, kind, init_state, data, steps):
-    xv, yv = data[2], data[3]
-    model, train_step = training(kind, init_state, data, steps)
-    tmp = tempfile.TemporaryDirectory()
-    mon = None
+def monitor(variant, model, path, data):
+    """The Monitor of a variant (``none``: no monitor): ``idle``/``idle-live`` never record,
+    ``default``/``default-live`` keep every default, with/without the probe batch."""
+    if variant == "none":
+        return None
+    probe = {} if variant.endswith("-live") else {"probe_inputs": data[2], "probe_labels": data[3]}
+    every = {"every": Steps([])} if variant.startswith("idle") else {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # estimators not installed yet: defaults shrink
-        if variant == "idle":
-            mon = Monitor(model, tmp.name, probe_inputs=xv, probe_labels=yv, every=Steps([]))
-        elif variant == "idle-live":
-            mon = Monitor(model, tmp.name, every=Steps([]))
-        elif variant == "default":
-            mon = Monitor(model, tmp.name, probe_inputs=xv, probe_labels=yv)
-        elif variant == "default-live":
-            mon = Monitor(model, tmp.name)
+        return Monitor(model, path, **probe, **every)
+
+
+def run(variant, kind, init_state, data, steps):
+    model, train_step = training(kind, init_state, data, steps)
+    tmp = tempfile.TemporaryDirectory()
+    mon = monitor(variant, model, tmp.name, data)
 
     # warm up outside the timed loop: first-call costs of torch and of the monitor (its
     # first record at step 0 creates the run log's names); steady state is timed
@@ -187,16 +188,13 @@ def training_steps_slowed(kind, init_state, data, steps, repeats=3):
     they lose: cold caches and re-allocated memory after a record, the monitor's buffers).
     Returns ``(extra seconds of training per run, the no-probe run's seconds)``, medians
     over ``repeats`` interleaved pairs."""
-    xv, yv = data[2], data[3]
     extra, total = [], []
     for rep in range(repeats):
         times = {}
         for variant in ("none", "default") if rep % 2 == 0 else ("default", "none"):
             model, train_step = training(kind, init_state, data, steps)
             tmp = tempfile.TemporaryDirectory()
-            mon = None
-            if variant == "default":
-                mon = Monitor(model, tmp.name, probe_inputs=xv, probe_labels=yv)
+            mon = monitor(variant, model, tmp.name, data)
             clock, t = time.perf_counter, []
             for step in range(steps + 5):
                 t0 = clock()
@@ -228,19 +226,13 @@ def lockstep(variant, kind, init_state, data, steps, edges=None):
     Returns ``{"wall": {"plain": s, "monitored": s}, "cpu": {...}, "same_weights": bool}``:
     each copy's seconds, and whether both copies ended with equal weights (they train on
     the same batches from the same start: the monitor must not change the training)."""
-    xv, yv = data[2], data[3]
     warm = 5
     if edges is None:
         edges = [warm, *range(50, warm + steps, 100), warm + steps]
     plain_model, plain_step = training(kind, init_state, data, steps)
     model, train_step = training(kind, init_state, data, steps)
     tmp = tempfile.TemporaryDirectory()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        if variant == "default":
-            mon = Monitor(model, tmp.name, probe_inputs=xv, probe_labels=yv)
-        else:
-            mon = Monitor(model, tmp.name)
+    mon = monitor(variant, model, tmp.name, data)
     for step in range(warm):
         plain_step(step)
         mon.step(step, loss=train_step(step))
