@@ -386,9 +386,18 @@ def test_compare_aligns_runs_by_step(runs_root, monkeypatch):
         df = logged(runs_root, run, "repr/dse", "layers.3")
         np.testing.assert_array_equal(trace["x"], df["step"].to_numpy())
         np.testing.assert_allclose(trace["customdata"], df["value"].to_numpy() / math.log(2))
-    (summary,) = at.table  # last step and value, min, max per run
-    assert list(summary.value.index) == ["ib/tanh", "ib/relu"]
-    assert list(summary.value["points"]) == [len(t["x"]) for t in spec["data"]]
+    # last step and value, min, max per run: a Markdown table
+    (table,) = [m.value for m in at.markdown if m.value.startswith("| run |")]
+    head, rule, *rows = [
+        [c.strip() for c in line.strip("|").split(" | ")] for line in table.split("\n")
+    ]
+    assert head == ["run", "last step", "last value", "min", "max", "points"]
+    assert [r[0].replace("\\", "") for r in rows] == ["ib/tanh", "ib/relu"]
+    assert [int(r[5]) for r in rows] == [len(t["x"]) for t in spec["data"]]
+    for r, run in zip(rows, ["ib/tanh", "ib/relu"]):
+        df = logged(runs_root, run, "repr/dse", "layers.3")
+        assert int(r[1]) == df["step"].iloc[-1]
+        assert float(r[4]) == pytest.approx(df["value"].max() / math.log(2))
 
 
 # ------------------------------------------------------------------ empty / broken

@@ -173,6 +173,32 @@ def test_widget_changes_are_written_to_the_url(server, browser):
         page.close()
 
 
+def test_page_pickers_name_their_choice_and_open_on_demand(server, browser):
+    """A page's metric picker is a popover whose button names the choice: the page draws
+    no selectbox until it is opened, and a pick there redraws the chart, relabels the
+    button and is written to the URL."""
+    page = _open(browser, f"{server}/compare?run=ib/tanh&cmp_metric=train/loss", "Compare runs")
+    try:
+        main = page.locator('[data-testid="stMain"]')
+        assert main.locator('[data-testid="stSelectbox"]').count() == 0
+        button = main.get_by_role("button", name="Metric: train/loss")
+        assert button.count() == 1
+        button.click()  # the popover's body is drawn outside the main block
+        page.locator('[data-testid="stSelectbox"]').first.click()
+        page.get_by_role("option", name="repr/dse", exact=True).click()
+        _redrawn(
+            page,
+            "**cmp_metric=repr%2Fdse**",
+            "() => { const el = document.querySelector('.st-key-cmp_chart .js-plotly-plot');"
+            " return el && el.layout.title.text.includes('repr/dse'); }",
+            "compare after picking a metric",
+        )
+        page.keyboard.press("Escape")
+        main.get_by_role("button", name="Metric: repr/dse").wait_for(timeout=15_000)
+    finally:
+        page.close()
+
+
 def test_runs_and_settings_stay_in_the_url_across_pages(server, browser):
     """The run picker and the display settings sit in closed popovers (widgets the browser
     has not drawn), yet a page change keeps them in the address, so a copied link shows

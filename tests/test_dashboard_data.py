@@ -5,6 +5,7 @@ pivots) checked against plain references."""
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 
@@ -283,3 +284,36 @@ def test_entropy_reward_markers_downsampled_fit_on_every_pair():
         ).layout.height
         == MAX_HEIGHT
     )
+
+
+def _cells(line: str) -> list[str]:
+    """A Markdown table row's cells, split at the pipes that are not escaped."""
+    return [c.strip() for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]]
+
+
+def _unescape(text: str) -> str:
+    return re.sub(r"\\(.)", r"\1", text)
+
+
+def test_markdown_table_keeps_every_cell_as_text():
+    """Run names and values that hold Markdown's or Streamlit's marks stay one cell each
+    and read back as written (line breaks as spaces)."""
+    from dashboard.view import markdown_table
+
+    nasty = ["a|b", "x_y*z", "`code`", "back\\slash", "$x$", ":red[hot]", "~~s~~", "two\nlines"]
+    frame = pd.DataFrame({"value": nasty, "n": range(len(nasty))}, index=nasty[::-1])
+    head, rule, *rows = markdown_table(frame, index="run").split("\n")
+    assert _cells(head) == ["run", "value", "n"]
+    assert rule == "|---|---|---|"
+    assert len(rows) == len(nasty)
+    for row, key, value, n in zip(rows, nasty[::-1], nasty, range(len(nasty))):
+        cells = _cells(row)
+        assert len(cells) == 3, row
+        assert [_unescape(c) for c in cells] == [
+            " ".join(key.split()),
+            " ".join(value.split()),
+            str(n),
+        ]
+    # without an index column
+    (line,) = markdown_table(frame.iloc[:1]).split("\n")[2:]
+    assert [_unescape(c) for c in _cells(line)] == ["a|b", "0"]

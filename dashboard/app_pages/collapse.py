@@ -89,13 +89,14 @@ def picked_now(al: pd.DataFrame, cards: dict, timeline, table) -> str | None:
 def explain(al: pd.DataFrame) -> None:
     """The selector and the chosen alert explained."""
     st.subheader("Alert detail")
-    pick = st.selectbox(
+    pick = V.picker(
+        st,
         "Alert",
         list(al["label"]),
         key="col_alert",
         help="Most severe and most recent first. Clicking a card's button, a timeline "
         "marker or a table row picks one too.",
-        **V.URL,
+        icon=":material/notifications:",
     )
     a = al[al["label"] == pick].iloc[0]
     run = next(r for r in runs if r.rel == a["run"])

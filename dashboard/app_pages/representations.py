@@ -39,12 +39,13 @@ if not options:
     V.stop_until_new_rows(runs)
 
 c1, c2 = st.columns([2, 1])
-metric = c1.selectbox(
+metric = V.picker(
+    c1,
     "Metric",
     options,
     key="rep_metric",
     help="; ".join(f"{m}: {d}" for m, d in LABELS.items()),
-    **V.URL,
+    icon=":material/stacked_line_chart:",
 )
 view = c2.segmented_control(
     "View",
