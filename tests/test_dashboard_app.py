@@ -216,25 +216,26 @@ def test_smoothing_draws_faint_raw_curve_under_smoothed(runs_root, monkeypatch):
 def test_language_model_page(runs_root, monkeypatch):
     at = open_page(runs_root, "language-model", monkeypatch, run=["lm/grpo"], unit="nats")
     assert [t.label for t in at.tabs] == [
-        "Token entropy", "Top-k", "Attention", "Entropy vs reward", "Covariance",
+        "Token entropy", "Entropy distribution", "Top-k", "Attention", "Entropy vs reward",
+        "Covariance",
     ]  # fmt: skip
-    charts = specs(at)  # only the open tab (the first) is drawn
-    assert len(charts) == 2
-    band = charts[0]
+    (band,) = specs(at)  # only the open tab (the first) is drawn
     assert {"lm/grpo mean", "lm/grpo median", "lm/grpo q05–q95"} <= set(names(band))
     mean = logged(runs_root, "lm/grpo", "lm/token_entropy/mean")["value"].to_numpy()
     np.testing.assert_allclose(
         next(t for t in band["data"] if t.get("name") == "lm/grpo mean")["y"], mean
     )
-    # the full distribution: every step's shares sum to 1
-    hist = charts[1]["data"][0]
-    assert hist["type"] == "heatmap"
-    np.testing.assert_allclose(np.nansum(np.asarray(hist["z"]), axis=0), 1.0, atol=1e-6)
 
     def section(name):
         return specs(
             open_page(runs_root, "language-model", monkeypatch, run=["lm/grpo"], lm_section=name)
         )
+
+    # the full distribution: every step's shares sum to 1
+    (dist,) = section("Entropy distribution")
+    hist = dist["data"][0]
+    assert hist["type"] == "heatmap"
+    np.testing.assert_allclose(np.nansum(np.asarray(hist["z"]), axis=0), 1.0, atol=1e-6)
 
     topk = section("Top-k")
     assert len(topk) == 2 and "lm/topk_mass" in names(topk[1])

@@ -223,7 +223,7 @@ def test_language_model_tabs_draw_the_open_section(server, browser):
     page = _open(browser, f"{server}/language-model?run=lm/grpo", "Language model")
     try:
         charts = '[data-testid="stPlotlyChart"]'
-        assert page.locator(charts).count() == 2  # token-entropy bands and distribution
+        assert page.locator(charts).count() == 1  # the token-entropy bands
         page.get_by_role("tab", name="Covariance").click()
         _redrawn(
             page,
@@ -246,12 +246,16 @@ def test_the_distribution_csv_is_made_when_downloaded(server, browser, root):
 
     from diagnostics.runlog import open_run
 
-    page = _open(browser, f"{server}/language-model?run=lm/grpo", "Language model")
+    page = _open(
+        browser,
+        f"{server}/language-model?run=lm/grpo&lm_section=Entropy+distribution",
+        "Language model",
+    )
     try:
         buttons = page.locator('[data-testid="stDownloadButton"] button')
-        assert buttons.count() == 2  # the bands' CSV and the distribution's
+        assert buttons.count() == 1  # the distribution's CSV
         with page.expect_download(timeout=30_000) as info:
-            buttons.nth(1).click()
+            buttons.first.click()
         got = pd.read_csv(io.BytesIO(Path(info.value.path()).read_bytes()))
     finally:
         page.close()

@@ -1,4 +1,4 @@
-"""Language model: token entropy (mean, quantile bands, full distribution), top-k
+"""Language model: token entropy (mean and quantile bands; the full distribution), top-k
 indicators, attention entropy per layer and head, entropy vs reward, covariance share."""
 
 from __future__ import annotations
@@ -39,9 +39,11 @@ if not (any(has(m) for m in QUANTILES + TOPK + RL) or has_attn):
 attn_runs = [r for r in runs if any(m.startswith("attn/entropy/h") for m in names[r.rel])]
 h_choices = [m for m in ENTROPY_CHOICES if has(m)] or ENTROPY_CHOICES[:1]
 #: the page's sections, one tab each; only the open tab's charts are read, built and sent
-#: (whether the selected runs logged what it draws), the first of those opens by default
+#: (whether the selected runs logged what it draws), the first of those opens by default.
+#: A tab draws one chart where it can: each further chart cost a page load ~0.1-0.2 s.
 SECTIONS = {
     "Token entropy": any(has(m) for m in QUANTILES),
+    "Entropy distribution": any(not D.distributions(r, "lm/token_entropy").empty for r in runs),
     "Top-k": any(has(m) for m in TOPK),
     "Attention": bool(attn_runs),
     "Entropy vs reward": has("rl/reward"),
@@ -96,6 +98,8 @@ def token_entropy() -> None:
     else:
         st.caption("No `lm/token_entropy/mean` or quantiles logged.")
 
+
+def entropy_distribution() -> None:
     any_hist = False
     for r in runs:
         dists = D.distributions(r, "lm/token_entropy")
@@ -249,6 +253,7 @@ def draw(section: str, **options) -> None:
     V.live_caption(runs)
     {
         "Token entropy": token_entropy,
+        "Entropy distribution": entropy_distribution,
         "Top-k": top_k,
         "Attention": attention,
         "Entropy vs reward": entropy_reward,
