@@ -182,18 +182,20 @@ def picker(
     help: str | None = None,
     icon: str | None = None,
     width: str = "content",
+    on_change: Callable[[], None] | None = None,
 ):
     """One of ``options``: a selectbox in a popover whose button names the current choice
-        (``label: choice``). The browser draws a selectbox only when its popover is opened
-        (each one drawn on the page cost a page load about 0.1 s). Bound to the URL like every
-        view setting; ``container`` is where the popover goes (``st`` or a column), ``width``
-    the popover button's (Streamlit's ``"content"``, ``"stretch"`` or pixels)."""
+            (``label: choice``). The browser draws a selectbox only when its popover is opened
+            (each one drawn on the page cost a page load about 0.1 s). Bound to the URL like every
+            view setting; ``container`` is where the popover goes (``st`` or a column), ``width``
+        the popover button's (Streamlit's ``"content"``, ``"stretch"`` or pixels), ``on_change``
+    called when the reader picks another."""
     current = st.session_state.get(key)
     if current not in options:
         text = st.query_params.get(key)
         current = next((o for o in options if str(o) == text), options[0] if options else None)
     with container.popover(f"{label}: {current}", icon=icon, width=width):
-        return st.selectbox(label, options, key=key, help=help, **URL)
+        return st.selectbox(label, options, key=key, help=help, on_change=on_change, **URL)
 
 
 def markdown_table(frame, *, index: str | None = None) -> str:

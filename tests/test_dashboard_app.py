@@ -264,20 +264,13 @@ def test_collapse_page_cards_timeline_and_triggering_series(runs_root, monkeypat
     # every indicator described (the popover: Cui et al. for the token entropy, which
     # fired; Zhai et al. for the attention entropy, which did not)
     assert "Cui et al. 2025" in body and "Zhai et al. 2023" in body
-    timeline, series = specs(at)
+    assert [t.label for t in at.tabs] == ["Timeline", "Alert detail"]
+    (timeline,) = specs(at)  # the timeline tab opens first; only the open tab is drawn
     assert set(names(timeline)) == {"info", "warning", "critical"}
     critical = next(t for t in timeline["data"] if t["name"] == "critical")
     assert list(critical["y"]) == ["token_entropy_collapse"] and list(critical["x"]) == [120]
     assert [str(v) for v in critical["customdata"][0][3:]] == ["lm/grpo", "2"]  # run, id
-    # the default alert is the most severe (a run written before 0.2: "series", no
-    # threshold in the series' units): the evidence over the whole run, the step marked
-    assert names(series) == [
-        "lm/token_entropy/mean (whole run)",
-        "lm/token_entropy/mean (evidence)",
-    ]
-    assert [s["x0"] for s in series["layout"]["shapes"]] == [120]  # no threshold line
-    assert "before alerts recorded their threshold" in texts(at)
-    assert at.json, "evidence shown"
+    assert not at.json  # the evidence belongs to the detail tab
     table = next(df.value for df in at.dataframe if "message" in df.value)
     assert list(table["severity"]) == ["critical", "warning", "warning", "warning", "info"]
     assert any(
@@ -285,6 +278,20 @@ def test_collapse_page_cards_timeline_and_triggering_series(runs_root, monkeypat
         for df in at.dataframe
         if "kind" in df.value
     )
+    # the detail tab: the default alert is the most severe (a run written before 0.2:
+    # "series", no threshold in the series' units): the evidence over the whole run, the
+    # step marked
+    at = open_page(
+        runs_root, "collapse", monkeypatch, run=["lm/grpo", "ib/tanh"], col_tab="Alert detail"
+    )
+    (series,) = specs(at)
+    assert names(series) == [
+        "lm/token_entropy/mean (whole run)",
+        "lm/token_entropy/mean (evidence)",
+    ]
+    assert [s["x0"] for s in series["layout"]["shapes"]] == [120]  # no threshold line
+    assert "before alerts recorded their threshold" in texts(at)
+    assert at.json, "evidence shown"
 
 
 def explanation(at) -> dict:
@@ -340,7 +347,8 @@ def test_collapse_timeline_marker_and_card_pick_the_alert(runs_root, monkeypatch
     assert at.selectbox(key="col_alert").value == (
         "ib/tanh · step 1000 · saturation (warning) · layers.4 · #2"
     )
-    spec = explanation(at)
+    (spec,) = specs(at)  # the pick opened the detail tab: the explanation alone is drawn
+    assert names(spec)[0].endswith("(whole run)")
     assert spec["layout"]["title"]["text"].startswith("48% of layers.4 units saturated")
     (threshold,) = [s for s in spec["layout"]["shapes"] if s["xref"] == "x domain"]
     assert threshold["y0"] == 0.4  # not an information quantity: no unit conversion
@@ -349,6 +357,20 @@ def test_collapse_timeline_marker_and_card_pick_the_alert(runs_root, monkeypatch
     assert not at.exception
     assert "attention_collapse" in at.selectbox(key="col_alert").value
     assert explanation(at)["layout"]["title"]["text"].startswith("2 of 4 heads")
+
+
+def test_collapse_picking_an_alert_opens_its_detail(runs_root, monkeypatch):
+    at = open_page(runs_root, "collapse", monkeypatch, run=["lm/grpo", "ib/tanh"])
+    assert names(specs(at)[0])[0] in ("info", "warning", "critical")  # the timeline
+    label = "ib/tanh · step 1000 · saturation (warning) · layers.4 · #2"
+    at.selectbox(key="col_alert").set_value(label).run()
+    assert not at.exception
+    (spec,) = specs(at)
+    assert spec["layout"]["title"]["text"].startswith("48% of layers.4 units saturated")
+    # a live refresh keeps the tab the reader is on
+    at.run()
+    (again,) = specs(at)
+    assert again["layout"]["title"]["text"] == spec["layout"]["title"]["text"]
 
 
 def test_collapse_alert_detail_from_the_url(runs_root, monkeypatch):

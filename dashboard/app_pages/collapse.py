@@ -1,7 +1,7 @@
 """Collapse: a status card per indicator that raised alerts (one line names the others),
-every alert on a timeline and in a table, and the alert picked (a card's button, a timeline
-marker, a table row or the selector) explained: the series that fired, its threshold and
-the step, drawn from the alert's evidence."""
+then two tabs: every alert on a timeline and in a table, and the alert picked (a card's
+button, a timeline marker, a table row or the selector) explained: the series that fired,
+its threshold and the step, drawn from the alert's evidence."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ BADGE = {
     "warning": ":orange[▲ warning]",
     "critical": ":red[✖ critical]",
 }
+TIMELINE, DETAIL = "Timeline", "Alert detail"  # the page's two tabs
 COLUMNS = ["id", "step", "wall_time", "indicator", "severity", "layer", "message", "evidence"]
 
 st.title("Collapse indicators")
@@ -65,8 +66,8 @@ def recorded(run, metric: str, layer: str | None) -> pd.DataFrame:
 
 
 def picked_now(al: pd.DataFrame, cards: dict, timeline, table) -> str | None:
-    """The alert a click picked in this run (a card's button, a timeline marker or a table
-    row), or None. A selection counts once, when it changes."""
+    """The alert a click picked (a card's button in this run, or the ``timeline``'s and the
+    ``table``'s selection states), or None. A selection counts once, when it changes."""
     for indicator, clicked in cards.items():
         if clicked:
             return al.loc[al["indicator"] == indicator, "key"].iloc[0]
@@ -86,18 +87,8 @@ def picked_now(al: pd.DataFrame, cards: dict, timeline, table) -> str | None:
     return None
 
 
-def explain(al: pd.DataFrame) -> None:
-    """The selector and the chosen alert explained."""
-    st.subheader("Alert detail")
-    pick = V.picker(
-        st,
-        "Alert",
-        list(al["label"]),
-        key="col_alert",
-        help="Most severe and most recent first. Clicking a card's button, a timeline "
-        "marker or a table row picks one too.",
-        icon=":material/notifications:",
-    )
+def explain(al: pd.DataFrame, pick: str) -> None:
+    """The alert labelled ``pick`` explained."""
     a = al[al["label"] == pick].iloc[0]
     run = next(r for r in runs if r.rel == a["run"])
     ev = F.read_evidence(a["evidence"])
@@ -189,16 +180,53 @@ def draw() -> None:
                 f"**{info.get('title', ind)}** — {info.get('text', '')} _{info.get('source', '')}_"
             )
 
-    st.subheader("Timeline")
     if al.empty:
         st.success("No alerts raised in the selected runs.", icon=":material/check_circle:")
         return
+    linked = "col_alert" in st.query_params  # a link naming an alert opens on its detail
+    # a click picked an alert (a card's button above, or a timeline marker or table row of
+    # the run before, read from their state): that alert, explained in the detail tab
+    key = picked_now(
+        al, cards, st.session_state.get("col_timeline"), st.session_state.get("col_table")
+    )
+    if key is not None and key in set(al["key"]):
+        st.session_state["col_alert"] = al.loc[al["key"] == key, "label"].iloc[0]
+        st.session_state["col_tab"] = DETAIL
+    # the alert explained, picked here too (above the tabs: it names the alert either way)
+    pick = V.picker(
+        st,
+        "Alert",
+        list(al["label"]),
+        key="col_alert",
+        help="Most severe and most recent first. Clicking a card's button, a timeline "
+        "marker or a table row picks one too.",
+        icon=":material/notifications:",
+        on_change=lambda: st.session_state.update(col_tab=DETAIL),  # a pick: show it
+    )
+    # one tab drawn at a time (a second chart cost a page load ~0.1 s)
+    timeline_tab, detail_tab = st.tabs(
+        [TIMELINE, DETAIL],
+        default=DETAIL if linked else TIMELINE,
+        key="col_tab",
+        on_change="rerun",
+        bind="query-params",
+    )
+    if timeline_tab.open:
+        with timeline_tab:
+            timeline(al)
+    if detail_tab.open:
+        with detail_tab:
+            explain(al, pick)
+
+
+def timeline(al: pd.DataFrame) -> None:
+    """Every alert on a timeline (a marker picks it) and in a table (a row picks it)."""
     st.caption(
         "Click a marker, a row of the alert table or a card's Explain to explain that alert."
     )
     fig = F.alert_timeline_figure(al, log_x=S["log_x"])
     table = al[["severity", "step", "indicator", "layer", "run", "message"]]
-    timeline = V.chart(
+    V.chart(
         fig,
         table.assign(evidence=[V.short_json(e).replace("\n", " ") for e in al["evidence"]]),
         key="col_timeline",
@@ -209,7 +237,7 @@ def draw() -> None:
     # the table in a popover: the browser loads and draws its data grid only when it is
     # opened (the grid alone cost the page about 0.1 s to draw)
     with st.popover(f"Alert table ({len(table)})", icon=":material/table_rows:"):
-        chosen = st.dataframe(
+        st.dataframe(
             table,
             hide_index=True,
             key="col_table",
@@ -218,10 +246,6 @@ def draw() -> None:
             height=min(400, 38 + 35 * len(table)),
             width=1000,
         )
-    key = picked_now(al, cards, timeline, chosen)
-    if key is not None and key in set(al["key"]):
-        st.session_state["col_alert"] = al.loc[al["key"] == key, "label"].iloc[0]
-    explain(al)
 
 
 draw()
