@@ -373,6 +373,7 @@ def test_the_collapse_page_works_on_an_imported_run(tmp_path, capsys, monkeypatc
     monkeypatch.setenv("INFOSCOPE_ROOT", str(root))
     at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=60)
     at.query_params["run"] = ["verl"]
+    at.query_params["col_tab"] = "Alert detail"  # the collapse page's alert explained
     at.run()
     for page in ("app_pages/collapse.py", "app_pages/language_model.py"):
         at.switch_page(page).run()
@@ -380,6 +381,7 @@ def test_the_collapse_page_works_on_an_imported_run(tmp_path, capsys, monkeypatc
         shown = "\n".join(str(e.value) for e in (*at.markdown, *at.caption))
         if page.endswith("collapse.py"):
             assert ":red[✖ critical]" in shown and "exploration is exhausted" in shown
+            assert at.get("plotly_chart"), "the alert's series drawn"
 
 
 def test_staged_output_all_or_nothing(tmp_path):
