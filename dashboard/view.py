@@ -185,11 +185,11 @@ def picker(
     on_change: Callable[[], None] | None = None,
 ):
     """One of ``options``: a selectbox in a popover whose button names the current choice
-            (``label: choice``). The browser draws a selectbox only when its popover is opened
-            (each one drawn on the page cost a page load about 0.1 s). Bound to the URL like every
-            view setting; ``container`` is where the popover goes (``st`` or a column), ``width``
-        the popover button's (Streamlit's ``"content"``, ``"stretch"`` or pixels), ``on_change``
-    called when the reader picks another."""
+    (``label: choice``). The browser draws a selectbox only when its popover is opened
+    (each one drawn on the page cost a page load about 0.1 s). Bound to the URL like every
+    view setting. ``container``: where the popover goes (``st`` or a column); ``width``:
+    the popover button's (Streamlit's ``"content"``, ``"stretch"`` or pixels);
+    ``on_change``: called when the reader picks another."""
     current = st.session_state.get(key)
     if current not in options:
         text = st.query_params.get(key)

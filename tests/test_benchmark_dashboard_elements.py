@@ -3,6 +3,7 @@ names (its figure from the dashboard's own builders), on a small benchmark run."
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -33,8 +34,6 @@ def test_every_case_runs_and_draws_its_element(run_root, monkeypatch, name):
     assert len(charts) == (2 if name == "+ a second chart" else 1)
     if name in ("anchor", "frame") or name.startswith("+"):
         return  # the anchor's line
-    import json
-
     spec = json.loads(charts[0].proto.spec)
     assert spec["data"], name  # the dashboard's figure, with its traces
     modes = {t.get("mode") for t in spec["data"]}
