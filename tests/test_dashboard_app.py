@@ -140,6 +140,22 @@ def test_information_plane_estimator_choice_and_step_limit(runs_root, monkeypatc
     assert "compression onset" not in names(spec)  # step 367 is beyond the steps shown
 
 
+def test_information_plane_draws_six_evenly_spaced_layers_by_default(monkeypatch, tmp_path):
+    layers = [f"block.{i}" for i in range(12)]
+    with RunWriter(tmp_path / "deep") as w:
+        for step in (0, 10, 20):
+            for i, layer in enumerate(layers):
+                w.log(step, {"info_plane/binning/I_XT": 1.0 + i + step / 10}, layer=layer)
+                w.log(step, {"info_plane/binning/I_TY": 0.1 * i + step / 100}, layer=layer)
+    at = open_page(tmp_path, "information-plane", monkeypatch, run=["deep"])
+    (spec,) = specs(at)
+    shown = [layers[i] for i in (0, 2, 4, 7, 9, 11)]  # first, last and evenly between
+    assert names(spec) == shown
+    assert at.multiselect(key="ip_layers").value == shown
+    at = open_page(tmp_path, "information-plane", monkeypatch, run=["deep"], ip_layers=layers)
+    assert names(specs(at)[0]) == layers  # more on request
+
+
 def test_information_plane_empty_state(runs_root, monkeypatch):
     at = open_page(runs_root, "information-plane", monkeypatch, run=["lm/grpo"])
     assert not specs(at)

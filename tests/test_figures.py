@@ -241,6 +241,10 @@ def test_info_plane_figure_panels_colour_and_animation():
     assert [bool(t.marker.showscale) for t in fig.data] == [True, False, False, False]
     assert [f.name for f in fig.frames] == ["1", "10", "100"]
     assert len(fig.frames[0].data[0].x) == 1 and len(fig.frames[-1].data[0].x) == 3
+    # panels side by side are titled with their runs; a lone panel is not (the sidebar
+    # names the run, and a title cost its page load)
+    assert [a.text for a in fig.layout.annotations] == ["tanh", "relu"]
+    assert not F.info_plane_figure({"tanh": wide}).layout.annotations
 
 
 def test_info_plane_figure_passes_plotly_validation():

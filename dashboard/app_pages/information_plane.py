@@ -67,9 +67,9 @@ layers = list(dict.fromkeys(lay for df in raw.values() for lay in D.with_layer_o
 with c2:
     picked = V.layer_picker(
         layers,
-        default=V.evenly_spaced(layers, 10),
+        default=V.evenly_spaced(layers, 6),
         key="ip_layers",
-        help="Trajectories drawn (at most 10 evenly spaced layers by default).",
+        help="Trajectories drawn (at most 6 evenly spaced layers by default).",
     )
 c3.caption(
     f"Estimator `{est}` · steps up to {upto} · {points} points per trajectory"

@@ -125,7 +125,8 @@ def info_plane_figure(
     """The information plane: I(X;T) (x) against I(T;Y) (y), one trajectory per layer.
 
     ``panels``: panel title (a run) -> frame from :func:`info_plane_frame`. One subplot
-    per panel side by side with shared axes (e.g. tanh vs ReLU). Lines are coloured per
+    per panel side by side with shared axes (e.g. tanh vs ReLU), titled with its key when
+    there are several. Lines are coloured per
     layer; markers by step (log-scaled colour, one colour bar). A trajectory with fewer
     than :data:`FEW_POSITIONS` distinct positions (at 1% of the axes' span) is drawn as
     markers only, with a layer-coloured outline. Each trajectory is strided
@@ -215,7 +216,8 @@ def info_plane_figure(
                 )
             )
             traces_meta.append((str(layer), steps, xs, ys))
-    layout = _grid_layout(rows, cols, tuple(panels))
+    # one panel: no panel title (the run is named in the hover and the sidebar)
+    layout = _grid_layout(rows, cols, tuple(panels) if n > 1 else ("",))
     for key, axis in layout.items():
         if key.startswith(("xaxis", "yaxis")):
             axis["title"] = dict(text=f"I({'X;T' if key[0] == 'x' else 'T;Y'}) ({unit})")
