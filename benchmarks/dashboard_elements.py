@@ -69,7 +69,9 @@ def fig(markers):
     est = "binning"
     df = D.scalars(RUN, [f"info_plane/{est}/I_XT", f"info_plane/{est}/I_TY"])
     layers = D.with_layer_order(df)
-    frame = F.info_plane_frame(df[df["layer"].isin(V.evenly_spaced(layers, 10))], est)
+    from dashboard.figures.info_plane import DEFAULT_LAYERS
+    picked = V.evenly_spaced(layers, DEFAULT_LAYERS)  # as the page draws it
+    frame = F.info_plane_frame(df[df["layer"].isin(picked)], est)
     f = F.info_plane_figure({"big": frame}, max_points=60)
     F.add_onset_markers(
         f, {"big": F.onset_points(frame, D.alerts(RUN), est)}, {"big": frame}, unit="bits"

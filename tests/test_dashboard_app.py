@@ -141,6 +141,9 @@ def test_information_plane_estimator_choice_and_step_limit(runs_root, monkeypatc
 
 
 def test_information_plane_draws_six_evenly_spaced_layers_by_default(monkeypatch, tmp_path):
+    from dashboard.figures.info_plane import DEFAULT_LAYERS
+
+    assert DEFAULT_LAYERS == 6
     layers = [f"block.{i}" for i in range(12)]
     with RunWriter(tmp_path / "deep") as w:
         for step in (0, 10, 20):

@@ -8,7 +8,7 @@ import streamlit as st
 from dashboard import data as D
 from dashboard import figures as F
 from dashboard import view as V
-from dashboard.figures.info_plane import FEW_POSITIONS
+from dashboard.figures.info_plane import DEFAULT_LAYERS, FEW_POSITIONS
 
 st.title("Information plane")
 runs = V.require_runs()
@@ -67,9 +67,9 @@ layers = list(dict.fromkeys(lay for df in raw.values() for lay in D.with_layer_o
 with c2:
     picked = V.layer_picker(
         layers,
-        default=V.evenly_spaced(layers, 6),
+        default=V.evenly_spaced(layers, DEFAULT_LAYERS),
         key="ip_layers",
-        help="Trajectories drawn (at most 6 evenly spaced layers by default).",
+        help=f"Trajectories drawn (at most {DEFAULT_LAYERS} evenly spaced layers by default).",
     )
 c3.caption(
     f"Estimator `{est}` · steps up to {upto} · {points} points per trajectory"

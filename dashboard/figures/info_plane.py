@@ -108,6 +108,10 @@ def _is_metric(col: pd.Series, name: str) -> np.ndarray:
     return (col == name).to_numpy(dtype=bool, na_value=False)
 
 
+#: trajectories the information-plane page draws until the reader picks layers (evenly
+#: spaced, first and last included): every step-coloured trajectory costs each draw
+DEFAULT_LAYERS = 6
+
 #: markers drawn per trajectory at most (Plotly thins them out evenly over the plot; the
 #: line and the hover keep every point): SVG markers are what a browser draws slowest
 MAX_MARKERS = 24
