@@ -15,6 +15,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import plotly_draw as P  # noqa: E402
 
+from tests.plotly_spec import decode  # noqa: E402
+
 
 @pytest.fixture(scope="module")
 def figs(tmp_path_factory):
@@ -47,9 +49,7 @@ def test_cheap_form_keeps_the_values_without_template_or_base64(figs):
     cheap = P.cheap_form(spec)
     assert cheap["layout"]["template"] is None and cheap["layout"]["datarevision"] == 1
     assert not has_bdata(cheap)
-    x = spec["data"][0]["x"]
-    want = np.frombuffer(base64.b64decode(x["bdata"]), dtype=x["dtype"])
-    np.testing.assert_array_equal(cheap["data"][0]["x"], want)
+    np.testing.assert_array_equal(cheap["data"][0]["x"], decode(spec["data"][0]["x"]))
     assert spec["layout"]["template"]  # the original is left as it was
     shaped = {"dtype": "i2", "bdata": base64.b64encode(np.arange(6, dtype="<i2")).decode()}
     assert P.plain_arrays({**shaped, "shape": "2, 3"}) == [[0, 1, 2], [3, 4, 5]]
