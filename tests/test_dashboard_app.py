@@ -4,6 +4,7 @@ tailing, the server helper, and no torch import."""
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
+import plotly.graph_objects as go
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -66,6 +68,26 @@ def test_every_page_renders_and_reports_the_broken_run(runs_root, monkeypatch, p
     assert any("bad" in e and "not an infoscope run" in e for e in errors), errors
     if page != "runs":
         assert specs(at), f"{page}: no chart"
+        # each chart goes out in Streamlit's theme without plotly.py's default template
+        # (dashboard.view._Sent: the browser would copy and apply it at every draw)
+        for el in at.get("plotly_chart"):
+            assert el.proto.theme == "streamlit", page
+            assert "template" not in json.loads(el.proto.spec)["layout"], page
+
+
+def test_a_chart_is_sent_without_the_template_and_the_figure_keeps_it():
+    from dashboard.view import _Sent
+
+    fig = go.Figure(go.Scatter(x=np.arange(5.0), y=np.arange(5.0) ** 2, name="s"))
+    fig.update_layout(height=300, title="t")
+    sent = _Sent(fig).to_dict()
+    assert "template" not in sent["layout"]
+    assert "template" in fig.to_dict()["layout"]  # the caller's figure is left as it was
+    mine = fig.to_dict()
+    mine["layout"].pop("template")
+    assert json.dumps(sent, sort_keys=True, default=str) == json.dumps(
+        mine, sort_keys=True, default=str
+    )
 
 
 @pytest.mark.parametrize("page", list(PAGES))

@@ -119,6 +119,13 @@ def test_every_page_in_chromium(server, browser):
                 _wait(page, title)
                 assert page.url.split("?")[0].endswith(path), page.url
                 assert page.locator('[data-testid="stPlotlyChart"] .main-svg').count() >= 1, path
+                # drawn in Streamlit's theme (its template, applied in the browser), though
+                # sent without plotly.py's default one
+                fonts = page.evaluate(
+                    "() => [...document.querySelectorAll('.js-plotly-plot')].map(el => "
+                    "((el.layout.template || {}).layout || {}).font)"
+                )
+                assert fonts and all(f and "Source Sans" in f["family"] for f in fonts), fonts
             _assert_no_exception(page, path)
             body = page.inner_text("body")
             assert "bad" in body and "not an infoscope run" in body, path  # per-run message
