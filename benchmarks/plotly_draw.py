@@ -4,19 +4,21 @@ plotly.js alone in headless Chromium (no Streamlit), against the one-chart ancho
 ``benchmarks/dashboard_elements.py`` says what each figure adds to a page load in
 Streamlit; this one says how much of that is Plotly's drawing, and why a chart costs two
 draws. The figures are those of the elements benchmark's figure cases, built by the
-dashboard's figure builders from the same benchmark run (1M rows) and serialised as
-``st.plotly_chart`` sends them (Streamlit's template, base64 arrays). Per figure, in a
-fresh browser context each time (``--repeat`` times, medians):
+dashboard's figure builders from the same benchmark run (1M rows) and serialised as the
+dashboard sends them (``dashboard.view.chart``: base64 arrays, no template); the anchor's
+line as ``st.plotly_chart`` sends a plain figure (with Streamlit's template). Per figure,
+in a fresh browser context each time (``--repeat`` times, medians):
 
 - ``first``: ``Plotly.react`` of the figure into an empty page that has just loaded
-  plotly.js: what a visitor's browser pays on a page load (Plotly's code is cold);
-- ``mount``: the redraw that follows at once in Streamlit. Its chart hands Plotly a JSON
-  copy of the figure (its theme re-applied) with the width set, right after mounting; with
-  a template in the layout, Plotly redraws the whole figure;
+  plotly.js, with a config like Streamlit's (a fullscreen button with its click handler):
+  what a visitor's browser pays on a page load (Plotly's code is cold);
+- ``mount``: the redraw that follows at once in Streamlit: right after mounting, its chart
+  hands Plotly a JSON copy of the figure with the width set and a config whose fullscreen
+  handler is a new function. Plotly compares configs by value, a new function differs, and
+  a changed config makes ``Plotly.react`` plot the figure anew from scratch;
 - ``warm``: the same first draw again in a page that has drawn it before;
-- ``cheap mount``: the redraw of the same figure without a template (``null``), with plain
-  arrays and a ``datarevision``, the only form for which Plotly's diff skips the redraw
-  (Streamlit's theme is a template, so the dashboard does not send this form).
+- ``same config``: that redraw with the config unchanged (what the second draw would cost if
+  the handler kept its identity; only Streamlit's frontend could do that).
 
     python benchmarks/plotly_draw.py [--repeat 7] [--only NAME ...]
 """
@@ -24,8 +26,6 @@ fresh browser context each time (``--repeat`` times, medians):
 from __future__ import annotations
 
 import argparse
-import base64
-import copy
 import importlib.util
 import json
 import os
@@ -50,27 +50,36 @@ ANCHOR = "anchor"
 #: the elements benchmark's cases that draw one of the dashboard's figures
 FIGURE_CASES = [n for n, code in E.CASES.items() if code and "def fig(" in code]
 
-DRAW = """async ([spec, cheap]) => {
+DRAW = """async (spec) => {
+  // a config like the one Streamlit's chart passes: a fullscreen button whose click handler
+  // is a new function each time the chart recomputes it
+  const config = () => ({
+    displaylogo: false, showSendToCloud: false,
+    modeBarButtonsToRemove: ['lasso2d', 'select2d', 'sendChartToCloud'],
+    modeBarButtonsToAdd: [{name: 'Fullscreen', title: 'Fullscreen',
+      icon: {width: 600, height: 470, path: 'M0 0L1 1'}, click: () => {}}],
+  });
+  const copy = () => {
+    const f = JSON.parse(JSON.stringify(spec));
+    f.layout.width = g.getBoundingClientRect().width;
+    return f;
+  };
   const g = document.getElementById('g');
+  let c = config();
   const t0 = performance.now();
-  await Plotly.react(g, spec.data, spec.layout, {displaylogo: false});
+  await Plotly.react(g, spec.data, spec.layout, c);
   const t1 = performance.now();
-  const again = JSON.parse(JSON.stringify(spec));
-  again.layout.width = g.getBoundingClientRect().width;
-  await Plotly.react(g, again.data, again.layout, {displaylogo: false});
+  const again = copy();
+  await Plotly.react(g, again.data, again.layout, config());
   const t2 = performance.now();
   Plotly.purge(g);
   const t3 = performance.now();
-  await Plotly.react(g, spec.data, spec.layout, {displaylogo: false});
+  await Plotly.react(g, spec.data, spec.layout, (c = config()));
   const t4 = performance.now();
-  Plotly.purge(g);
-  await Plotly.react(g, cheap.data, cheap.layout, {displaylogo: false});
-  const again2 = JSON.parse(JSON.stringify(cheap));
-  again2.layout.width = g.getBoundingClientRect().width;
+  const same = copy();
+  await Plotly.react(g, same.data, same.layout, c);
   const t5 = performance.now();
-  await Plotly.react(g, again2.data, again2.layout, {displaylogo: false});
-  const t6 = performance.now();
-  return {first: t1 - t0, mount: t2 - t1, warm: t4 - t3, cheap_mount: t6 - t5};
+  return {first: t1 - t0, mount: t2 - t1, warm: t4 - t3, same_config: t5 - t4};
 }"""
 PAGE = "<html><body><div id='g' style='width:1100px'></div></body></html>"
 
@@ -82,35 +91,15 @@ def plotly_js() -> Path:
     return Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 
 
-def as_sent(fig) -> dict:
-    """``fig`` as ``st.plotly_chart`` serialises it (Streamlit's default template)."""
+def as_sent(fig, *, dashboard: bool = True) -> dict:
+    """``fig`` as the dashboard's ``chart`` sends it (``dashboard=False``: as
+    ``st.plotly_chart`` sends a plain figure, with Streamlit's default template)."""
     import plotly.io as pio
     import streamlit.elements.plotly_chart  # noqa: F401  (registers Streamlit's template)
 
-    return json.loads(pio.to_json(fig, validate=False))
+    from dashboard.view import _Sent
 
-
-def plain_arrays(obj):
-    """``obj`` with Plotly's base64 arrays (``{"dtype", "bdata"[, "shape"]}``) as lists."""
-    if isinstance(obj, dict):
-        if isinstance(obj.get("bdata"), str) and set(obj) <= {"dtype", "bdata", "shape"}:
-            a = np.frombuffer(base64.b64decode(obj["bdata"]), dtype=obj["dtype"])
-            if "shape" in obj:
-                a = a.reshape([int(s) for s in str(obj["shape"]).split(",")])
-            return a.tolist()
-        return {k: plain_arrays(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [plain_arrays(v) for v in obj]
-    return obj
-
-
-def cheap_form(spec: dict) -> dict:
-    """``spec`` in the form Plotly redraws cheaply: no template, plain arrays, a
-    ``datarevision``."""
-    out = plain_arrays(copy.deepcopy(spec))
-    out["layout"]["template"] = None
-    out["layout"]["datarevision"] = 1
-    return out
+    return json.loads(pio.to_json(_Sent(fig).to_dict() if dashboard else fig, validate=False))
 
 
 class _Streamlit:
@@ -140,7 +129,8 @@ def figures(root: Path, names: list[str]) -> dict[str, dict]:
     from dashboard import view as V
 
     set_log_level("error")  # the run's caches warn that no Streamlit server runs
-    out = {ANCHOR: as_sent(go.Figure(go.Scatter(x=list(range(40)), y=[i * i for i in range(40)])))}
+    line = go.Figure(go.Scatter(x=list(range(40)), y=[i * i for i in range(40)]))
+    out = {ANCHOR: as_sent(line, dashboard=False)}
     for name in names:
         drawn: list = []
         ns = {"st": _Streamlit(drawn), "np": np, "pd": pd, "go": go, "D": D, "F": F, "V": V}
@@ -157,7 +147,6 @@ def measure(figs: dict[str, dict], repeat: int) -> dict[str, dict[str, list[floa
 
     js = plotly_js().read_text()
     times: dict[str, dict[str, list[float]]] = {n: {} for n in figs}
-    cheap = {n: cheap_form(f) for n, f in figs.items()}
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=BD.CHROMIUM, args=BD.CHROMIUM_ARGS)
         try:
@@ -168,7 +157,7 @@ def measure(figs: dict[str, dict], repeat: int) -> dict[str, dict[str, list[floa
                         page = ctx.new_page()
                         page.set_content(PAGE)
                         page.add_script_tag(content=js)
-                        got = page.evaluate(DRAW, [spec, cheap[name]])
+                        got = page.evaluate(DRAW, spec)
                     finally:
                         ctx.close()
                     for kind, ms in got.items():
@@ -184,14 +173,14 @@ def report(times: dict[str, dict[str, list[float]]]) -> list[str]:
     med = {n: {k: statistics.median(v) for k, v in t.items()} for n, t in times.items()}
     base = med[ANCHOR]["first"] + med[ANCHOR]["mount"]
     lines = [
-        f"{'figure':<40}{'first':>8}{'mount':>8}{'warm':>8}{'cheap mount':>13}"
+        f"{'figure':<40}{'first':>8}{'mount':>8}{'warm':>8}{'same config':>13}"
         f"{'first+mount':>13}{'x anchor':>10}"
     ]
     for name, m in med.items():
         both = m["first"] + m["mount"]
         lines.append(
             f"{name:<40}{m['first']:>8.1f}{m['mount']:>8.1f}{m['warm']:>8.1f}"
-            f"{m['cheap_mount']:>13.1f}{both:>13.1f}{both / base:>10.2f}"
+            f"{m['same_config']:>13.1f}{both:>13.1f}{both / base:>10.2f}"
         )
     return lines
 
