@@ -69,8 +69,12 @@ def streamlit_command(
 def server_env() -> dict[str, str]:
     """The environment for the server: this process's, with :data:`PACKAGE_PARENT` first
     on ``PYTHONPATH`` so that the server imports this very ``dashboard`` package (a
-    checkout's, even where another copy is installed)."""
+    checkout's, even where another copy is installed), and ``PYTHONSAFEPATH`` set: ``python
+    -m streamlit`` would otherwise put the working directory ahead of it, and a
+    ``dashboard`` folder there (another checkout's root) would be imported instead (Python
+    3.11 and later; 3.10 ignores it)."""
     env = dict(os.environ)
+    env["PYTHONSAFEPATH"] = "1"
     env["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(PACKAGE_PARENT), env.get("PYTHONPATH", "")) if p
     )

@@ -564,6 +564,20 @@ def test_serve_answers_until_the_block_ends(runs_root):
         urllib.request.urlopen(f"{url}/_stcore/health", timeout=5)
 
 
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="PYTHONSAFEPATH is Python 3.11's")
+def test_serve_runs_its_own_dashboard_from_any_folder(runs_root, tmp_path, monkeypatch):
+    """Started from a folder that holds another ``dashboard`` package (e.g. another
+    checkout's root), the server still imports the one ``serve`` belongs to: ``python -m``
+    would put the working directory ahead of ``PYTHONPATH``."""
+    other = tmp_path / "elsewhere" / "dashboard"
+    other.mkdir(parents=True)
+    (other / "__init__.py").write_text("raise ImportError('the wrong dashboard package')\n")
+    monkeypatch.chdir(other.parent)
+    with serve(runs_root) as url:
+        with urllib.request.urlopen(f"{url}/information-plane", timeout=30) as page:
+            assert page.status == 200
+
+
 def test_serve_says_why_streamlit_did_not_start(tmp_path):
     with pytest.raises(RuntimeError, match="(?s)exited with code.*missing.py"):
         with serve(tmp_path, app=tmp_path / "missing.py"):
