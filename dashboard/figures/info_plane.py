@@ -130,13 +130,12 @@ def info_plane_figure(
 
     ``panels``: panel title (a run) -> frame from :func:`info_plane_frame`. One subplot
     per panel side by side with shared axes (e.g. tanh vs ReLU), titled with its key when
-    there are several. Lines are coloured per
-    layer; markers by step (log-scaled colour, one colour bar). A trajectory with fewer
-    than :data:`FEW_POSITIONS` distinct positions (at 1% of the axes' span) is drawn as
-    markers only, with a layer-coloured outline. Each trajectory is strided
-    down to ``max_points`` points (first and last kept; SVG markers are what a browser
-    draws slowest, about 0.2 ms each). ``animate`` adds a play button
-    and a step slider that grow the trajectories (at most ``max_frames`` frames).
+    there are several. Lines are coloured per layer; markers by step (log-scaled colour,
+    one colour bar). A trajectory with fewer than :data:`FEW_POSITIONS` distinct positions
+    (at 1% of the axes' span) is drawn as markers only, with a layer-coloured outline.
+    Each trajectory is strided down to ``max_points`` points (first and last kept; SVG
+    markers are what a browser draws slowest, about 0.2 ms each). ``animate`` adds a play
+    button and a step slider that grow the trajectories (at most ``max_frames`` frames).
     """
     panels = {k: v for k, v in panels.items()}
     if not panels or all(v.empty for v in panels.values()):
